@@ -1,0 +1,1 @@
+"""Turn a run folder's raw files into numbers, verdicts and reports. Reads files only."""

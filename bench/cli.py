@@ -1,0 +1,38 @@
+"""offload-bench: the command line. Each subcommand lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="offload-bench",
+    help="Measure what moving work out of an API's critical path into background jobs buys and costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class UsageError(Exception):
+    """A usage error found after parsing (bad value, port in use, unreachable Redis): exit 2."""
+
+
+def fail(message: str, hint: str | None = None, code: int = 2) -> None:
+    """Print one line `error: ...` (and a hint) on stderr and exit with code."""
+    line = f"error: {message}" + (f" ({hint})" if hint else "")
+    typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
