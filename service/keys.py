@@ -8,7 +8,9 @@ PREFIX: Final = "ob"
 
 JOB_FUNCTION: Final = "backfill_source"  # the arq function name; args: (source_id: str,)
 
-STATS: Final = f"{PREFIX}:stats"  # hash of counters: enqueued, completed, retried, dead_lettered, redriven, executions
+STATS: Final = (
+    f"{PREFIX}:stats"  # hash of counters: enqueued, completed, retried, dead_lettered, redriven, executions
+)
 DLQ: Final = f"{PREFIX}:dlq"  # hash job_id -> JSON dead-letter record
 DLQ_INDEX: Final = f"{PREFIX}:dlq:index"  # zset job_id scored by failure time (ms)
 WORKER_HEARTBEAT_PREFIX: Final = f"{PREFIX}:worker:"  # string per worker id, value = epoch s, short TTL

@@ -17,8 +17,12 @@ class WorkProfile(BaseSettings):
     io_ms: float = Field(40.0, ge=0, le=60_000, description="mean simulated I/O wait per page (log-normal)")
     io_sigma: float = Field(0.5, ge=0, le=3, description="log-normal shape of the I/O wait")
     cpu_ms: float = Field(2.0, ge=0, le=10_000, description="real CPU burnt per page (blocks the event loop)")
-    transient_rate: float = Field(0.0, ge=0, le=1, description="chance an attempt fails transiently (retried)")
-    poison_rate: float = Field(0.0, ge=0, le=1, description="chance a source never succeeds (ends in the DLQ)")
+    transient_rate: float = Field(
+        0.0, ge=0, le=1, description="chance an attempt fails transiently (retried)"
+    )
+    poison_rate: float = Field(
+        0.0, ge=0, le=1, description="chance a source never succeeds (ends in the DLQ)"
+    )
     seed: int = Field(42, description="seed of every random draw: same input, same result")
 
 
@@ -30,14 +34,18 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("OFFLOAD_REDIS_URL", "REDIS_URL")
     )
-    redis_timeout_s: float = Field(0.5, gt=0, le=30, description="socket connect/read timeout: bounded on outage")
+    redis_timeout_s: float = Field(
+        0.5, gt=0, le=30, description="socket connect/read timeout: bounded on outage"
+    )
 
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(16_384, ge=256, description="larger bodies get 413")
     admin_token: str | None = Field(None, description="bearer token for /admin/*; unset = admin disabled")
-    inject_delay_ms: float = Field(0.0, ge=0, le=60_000, description="fault knob: delay added to offload's path")
+    inject_delay_ms: float = Field(
+        0.0, ge=0, le=60_000, description="fault knob: delay added to offload's path"
+    )
     idempotency_ttl_s: int = Field(86_400, ge=1)
 
     # worker
@@ -46,7 +54,9 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(0.5, gt=0, description="first back-off; doubles per try, full jitter")
     retry_cap_s: float = Field(30.0, gt=0)
     job_timeout_s: float = Field(60.0, gt=0)
-    orphan_margin_s: float = Field(5.0, ge=0, description="after SIGKILL a job re-runs within timeout + margin")
+    orphan_margin_s: float = Field(
+        5.0, ge=0, description="after SIGKILL a job re-runs within timeout + margin"
+    )
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: time in-flight jobs get to finish")
     poll_delay_s: float = Field(0.05, gt=0, le=5)
     record_ttl_s: int = Field(86_400, ge=60, description="TTL of lifecycle records and source records")
@@ -56,7 +66,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+            raise ValueError(
+                f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
         if self.retry_cap_s < self.retry_base_s:
             raise ValueError("retry_cap_s must be >= retry_base_s")
         return self
