@@ -36,3 +36,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+# Subcommands register themselves on `app` when imported; each module imports `app` from here.
+from bench import run_cmd  # noqa: E402, F401

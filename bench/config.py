@@ -1,0 +1,139 @@
+"""The run's configuration: one validated object from defaults, an optional TOML file and CLI options."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.settings import WorkProfile
+
+DEFAULT_CONFIG_FILE = Path("offload-bench.toml")
+Mode = Literal["noop", "sync", "offload"]
+ALL_MODES: tuple[Mode, ...] = ("noop", "sync", "offload")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+class ConfigError(Exception):
+    """A bad option or config value; the message is one line naming the option."""
+
+
+def parse_duration_s(value: str | float | int) -> float:
+    """Seconds from 90, "90", "90s", "1m30s", "2m", "1h"; ConfigError otherwise."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not value.strip() or not match or not any(match.groups()):
+            raise ConfigError(f"bad duration {value!r} (use e.g. 30s, 2m, 1m30s)")
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds < 0:
+        raise ConfigError(f"bad duration {value!r}: must not be negative")
+    return seconds
+
+
+class RunConfig(BaseModel):
+    """Everything `offload-bench run` needs; every field can come from the config file or an option."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modes: list[Mode] = Field(default_factory=lambda: list(ALL_MODES))
+    users: int = Field(50, ge=1, le=100_000, description="closed model: concurrent users")
+    spawn_rate: float = Field(50.0, gt=0, description="closed model: users started per second")
+    arrival_rate: float = Field(20.0, ge=0, le=1_000_000, description="open model: requests/s (0 = closed model)")
+    arrival: Literal["constant", "poisson"] = "poisson"
+    max_in_flight: int = Field(1000, ge=1, description="open model: cap on requests in flight per load process")
+    shape: Literal["constant", "step", "ramp", "spike"] = "constant"
+    duration_s: float = Field(30.0, gt=0, le=86_400)
+    warmup_s: float = Field(5.0, ge=0)
+    drain_timeout_s: float = Field(60.0, ge=0, description="how long to wait for the offload backlog")
+    workers: int = Field(1, ge=0, le=64, description="arq worker processes")
+    processes: int = Field(1, ge=1, le=64, description="Locust load processes")
+    seed: int = 42
+    redis_url: str | None = None
+    host: str | None = Field(None, description="an API already running elsewhere: start nothing of the service")
+    port: int = Field(0, ge=0, le=65535, description="API port (0 = a free one)")
+    out: Path = Path("reports/runs")
+    repeat: int = Field(1, ge=1, le=50)
+    faults: list[str] = Field(default_factory=list)
+    locust_args: list[str] = Field(default_factory=list)
+    work: WorkProfile = Field(
+        default_factory=lambda: WorkProfile(pages=10, io_ms=50.0, io_sigma=0.5, cpu_ms=3.0, seed=42)
+    )
+
+    @field_validator("modes", mode="before")
+    @classmethod
+    def _modes(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in ALL_MODES]
+        if unknown:
+            raise ValueError(f"unknown mode {unknown[0]!r} (choose from {', '.join(ALL_MODES)})")
+        if not value:
+            raise ValueError("at least one mode is needed")
+        if len(set(value)) != len(value):
+            raise ValueError("a mode is listed twice")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be a URL like http://127.0.0.1:8000")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s ({self.duration_s:g})")
+        return self
+
+    @property
+    def model(self) -> str:
+        """closed or open load model."""
+        return "open" if self.arrival_rate > 0 else "closed"
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}{more}" if where != "config" else f"{msg}{more}"
+
+
+def load_config(config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Defaults < TOML file (given, or ./offload-bench.toml if present) < explicit CLI options."""
+    data: dict[str, Any] = {}
+    path = config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+    if config_file is not None and not config_file.exists():
+        raise ConfigError(f"config file not found: {config_file}")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        data = data.get("run", data)
+    work = dict(data.pop("work", {}) or {})
+    work.update(overrides.pop("work", {}))
+    for key in ("duration_s", "warmup_s", "drain_timeout_s"):
+        for src in (data, overrides):
+            if key in src and src[key] is not None:
+                src[key] = parse_duration_s(src[key])
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        if work:
+            base = RunConfig.model_fields["work"].get_default(call_default_factory=True)
+            data["work"] = WorkProfile.model_validate({**base.model_dump(), **work})
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None

@@ -1,0 +1,96 @@
+"""Run Locust headless for one mode as a child process, with live progress from the run folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.progress import Progress, TaskID
+
+import loadtests
+from bench.config import RunConfig
+from bench.live import LiveQueue, LiveSamples
+from bench.procs import ManagedProcess
+
+LOADTESTS_DIR = Path(next(iter(loadtests.__path__))).resolve()
+
+
+class LoadError(Exception):
+    """Locust failed for a mode; one line for people."""
+
+
+def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: str | None) -> list[str]:
+    """The Locust command line for one mode (our custom arguments are defined in loadtests/)."""
+    args = [
+        sys.executable, "-m", "locust",
+        "-f", str(LOADTESTS_DIR),
+        "--headless",
+        "--host", host,
+        "--run-time", f"{cfg.duration_s:g}s",
+        "--stop-timeout", "10",
+        "--loglevel", "WARNING",
+        "--mode", mode,
+        "--run-dir", str(run_dir),
+        "--seed", str(cfg.seed),
+        "--drain-timeout-s", f"{cfg.drain_timeout_s:g}" if mode == "offload" else "0",
+        "--users", str(cfg.users),
+        "--spawn-rate", f"{cfg.spawn_rate:g}",
+    ]  # fmt: skip
+    if cfg.arrival_rate > 0:
+        args += ["--arrival-rate", f"{cfg.arrival_rate:g}", "--arrival", cfg.arrival]
+        args += ["--max-in-flight", str(cfg.max_in_flight)]
+    if cfg.shape != "constant":
+        args += ["--shape", cfg.shape]
+    if cfg.processes > 1:
+        args += ["--processes", str(cfg.processes)]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    return args + list(cfg.locust_args)
+
+
+def run_mode(
+    cfg: RunConfig,
+    mode: str,
+    host: str,
+    run_dir: Path,
+    redis_url: str | None,
+    progress: Progress,
+    on_tick: Callable[[str, float], None] = lambda _mode, _elapsed: None,
+) -> int:
+    """Run Locust for one mode to its end; return Locust's exit code. on_tick(mode, elapsed_s) runs ~4x/s."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = ManagedProcess(
+        f"locust-{mode}", locust_args(cfg, mode, host, run_dir, redis_url), env, run_dir / "logs" / f"locust-{mode}.log"
+    )
+    live = LiveSamples(run_dir, mode)
+    queue = LiveQueue(run_dir, mode)
+    task: TaskID = progress.add_task(f"{mode:>7}: starting", total=cfg.duration_s)
+    deadline_s = cfg.duration_s + (cfg.drain_timeout_s if mode == "offload" else 0) + 60
+    start = time.monotonic()
+    proc.start()
+    try:
+        while proc.alive():
+            elapsed = time.monotonic() - start
+            on_tick(mode, elapsed)
+            if elapsed <= cfg.duration_s:
+                progress.update(task, completed=elapsed, description=f"{mode:>7}: {live.describe()}")
+            else:
+                backlog = queue.backlog() if mode == "offload" else None
+                what = f"draining, backlog {backlog}" if backlog is not None else "finishing"
+                progress.update(task, completed=cfg.duration_s, description=f"{mode:>7}: {what}")
+            if elapsed > deadline_s:
+                proc.stop(15.0)
+                raise LoadError(f"Locust for {mode} did not finish within {deadline_s:.0f} s; stopped it")
+            proc.wait(0.25)
+    finally:
+        code = proc.stop(15.0)
+    live.poll()
+    progress.update(task, completed=cfg.duration_s, description=f"{mode:>7}: done, {live.total} samples")
+    if code not in (0, 1):  # Locust exits 1 when any request failed: that is data, not a crash
+        raise LoadError(f"Locust for {mode} exited with {code}: {proc.log_tail(3)}")
+    if live.total == 0:
+        raise LoadError(f"Locust for {mode} wrote no samples (see {proc.log_path}): {proc.log_tail(3)}")
+    return code if code is not None else -1

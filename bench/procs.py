@@ -1,0 +1,98 @@
+"""Child processes the CLI owns: started in their own session, logged to files, always waited on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+
+class ManagedProcess:
+    """One child: its own session (a terminal's Ctrl-C reaches only the CLI, which stops children in order)."""
+
+    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.args = list(args)
+        self.env = env
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        """Start the child with stdout and stderr appended to its log file."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.args,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it has one."""
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        """True while the child runs (poll() reaps it; no kill -0 guessing)."""
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code once it ended."""
+        return self.popen.poll() if self.popen else None
+
+    def send(self, sig: int) -> None:
+        """Send a signal if the child still runs."""
+        if self.alive() and self.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Wait for the exit; None when still running after timeout_s."""
+        if self.popen is None:
+            return None
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal, wait up to timeout_s, then SIGKILL the whole session and wait; return the exit code."""
+        if self.popen is None:
+            return None
+        if self.alive():
+            self.send(sig)
+            if self.wait(timeout_s) is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        # grandchildren (e.g. Locust --processes) live in the same session: leave none behind
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        if self._log:
+            self._log.close()
+            self._log = None
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 5) -> str:
+        """Last lines of the child's log, for one-line error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text[-lines:])
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv that runs `python -m module args` with this interpreter."""
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,51 @@
+"""The short result table printed at the end of a run, from summary.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_STYLE = {"fast": "green", "ok": "yellow", "slow": "red"}
+
+
+def _ms(value: Any) -> str:
+    return f"{value:,.1f}" if isinstance(value, int | float) else "-"
+
+
+def result_table(summary: dict[str, Any]) -> Table:
+    """Per mode: requests, req/s, p50/p95/p99, verdict, Apdex, errors, offload end-to-end and lost jobs."""
+    table = Table(title="offload-bench result (ms; machine shared by load, API, Redis and workers)")
+    for col in ("mode", "requests", "req/s", "p50", "p95", "p99", "verdict", "apdex", "errors", "e2e p95", "lost"):
+        table.add_column(col, justify="left" if col in ("mode", "verdict") else "right")
+    for mode, m in summary.get("modes", {}).items():
+        lat = m.get("latency_ms") or {}
+        target = m.get("target") or {}
+        verdict = str(target.get("verdict", "-"))
+        jobs = m.get("jobs") or {}
+        lost = jobs.get("lost")
+        table.add_row(
+            mode,
+            f"{m.get('requests', 0):,}",
+            f"{m.get('rps', 0):,.1f}",
+            _ms(lat.get("p50")),
+            _ms(lat.get("p95")),
+            _ms(lat.get("p99")),
+            f"[{_STYLE.get(verdict, 'white')}]{verdict} ({target.get('percentile', 'p95')})[/]",
+            f"{target.get('apdex', 0):.2f}" if "apdex" in target else "-",
+            f"{m.get('failures', 0):,}",
+            _ms((jobs.get("e2e_ms") or {}).get("p95")) if jobs else "",
+            ("[red]" + str(lost) + "[/]" if lost else str(lost)) if jobs else "",
+        )
+    return table
+
+
+def print_results(console: Console, summary: dict[str, Any]) -> None:
+    """Print the table and the validity notes."""
+    console.print(result_table(summary))
+    validity = summary.get("validity") or {}
+    if not validity.get("valid", True):
+        console.print("[yellow]validity: the numbers above should not be fully trusted:[/]")
+    for note in validity.get("notes", []):
+        console.print(f"  - {note}")
