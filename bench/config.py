@@ -44,9 +44,13 @@ class RunConfig(BaseModel):
     modes: list[Mode] = Field(default_factory=lambda: list(ALL_MODES))
     users: int = Field(50, ge=1, le=100_000, description="closed model: concurrent users")
     spawn_rate: float = Field(50.0, gt=0, description="closed model: users started per second")
-    arrival_rate: float = Field(20.0, ge=0, le=1_000_000, description="open model: requests/s (0 = closed model)")
+    arrival_rate: float = Field(
+        20.0, ge=0, le=1_000_000, description="open model: requests/s (0 = closed model)"
+    )
     arrival: Literal["constant", "poisson"] = "poisson"
-    max_in_flight: int = Field(1000, ge=1, description="open model: cap on requests in flight per load process")
+    max_in_flight: int = Field(
+        1000, ge=1, description="open model: cap on requests in flight per load process"
+    )
     shape: Literal["constant", "step", "ramp", "spike"] = "constant"
     duration_s: float = Field(30.0, gt=0, le=86_400)
     warmup_s: float = Field(5.0, ge=0)
@@ -55,7 +59,9 @@ class RunConfig(BaseModel):
     processes: int = Field(1, ge=1, le=64, description="Locust load processes")
     seed: int = 42
     redis_url: str | None = None
-    host: str | None = Field(None, description="an API already running elsewhere: start nothing of the service")
+    host: str | None = Field(
+        None, description="an API already running elsewhere: start nothing of the service"
+    )
     port: int = Field(0, ge=0, le=65535, description="API port (0 = a free one)")
     out: Path = Path("reports/runs")
     repeat: int = Field(1, ge=1, le=50)
@@ -94,7 +100,9 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s ({self.duration_s:g})")
+            raise ValueError(
+                f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s ({self.duration_s:g})"
+            )
         return self
 
     @property

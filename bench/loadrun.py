@@ -63,7 +63,10 @@ def run_mode(
     """Run Locust for one mode to its end; return Locust's exit code. on_tick(mode, elapsed_s) runs ~4x/s."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = ManagedProcess(
-        f"locust-{mode}", locust_args(cfg, mode, host, run_dir, redis_url), env, run_dir / "logs" / f"locust-{mode}.log"
+        f"locust-{mode}",
+        locust_args(cfg, mode, host, run_dir, redis_url),
+        env,
+        run_dir / "logs" / f"locust-{mode}.log",
     )
     live = LiveSamples(run_dir, mode)
     queue = LiveQueue(run_dir, mode)

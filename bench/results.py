@@ -17,7 +17,19 @@ def _ms(value: Any) -> str:
 def result_table(summary: dict[str, Any]) -> Table:
     """Per mode: requests, req/s, p50/p95/p99, verdict, Apdex, errors, offload end-to-end and lost jobs."""
     table = Table(title="offload-bench result (ms; machine shared by load, API, Redis and workers)")
-    for col in ("mode", "requests", "req/s", "p50", "p95", "p99", "verdict", "apdex", "errors", "e2e p95", "lost"):
+    for col in (
+        "mode",
+        "requests",
+        "req/s",
+        "p50",
+        "p95",
+        "p99",
+        "verdict",
+        "apdex",
+        "errors",
+        "e2e p95",
+        "lost",
+    ):
         table.add_column(col, justify="left" if col in ("mode", "verdict") else "right")
     for mode, m in summary.get("modes", {}).items():
         lat = m.get("latency_ms") or {}

@@ -142,23 +142,29 @@ def run(
     out: Path = typer.Option(None, help="where run folders go (default reports/runs)"),
     repeat: int = typer.Option(None, help="run the whole comparison N times (for the gate)"),
     fault: list[str] = typer.Option(None, help="inject a fault in the offload phase (repeatable)"),
-    config: Path = typer.Option(None, help="TOML file with any of these options (default ./offload-bench.toml)"),
+    config: Path = typer.Option(
+        None, help="TOML file with any of these options (default ./offload-bench.toml)"
+    ),
 ) -> None:
     """Run the sync-vs-offload comparison and write the report to reports/runs/<run-id>/."""
     work = {
         k: v
-        for k, v in dict(
-            pages=pages, io_ms=io_ms, cpu_ms=cpu_ms, transient_rate=transient_rate, poison_rate=poison_rate
-        ).items()
+        for k, v in {
+            "pages": pages,
+            "io_ms": io_ms,
+            "cpu_ms": cpu_ms,
+            "transient_rate": transient_rate,
+            "poison_rate": poison_rate,
+        }.items()
         if v is not None
     }
-    overrides: dict[str, Any] = dict(
-        modes=[m.strip() for m in modes.split(",") if m.strip()] if modes is not None else None,
-        users=users, spawn_rate=spawn_rate, arrival_rate=arrival_rate, arrival=arrival, shape=shape,
-        duration_s=duration, warmup_s=warmup, workers=workers, processes=processes, redis_url=redis_url,
-        host=host, port=port, out=out, repeat=repeat, faults=fault or None,
-        locust_args=list(ctx.args) or None, work=work,
-    )  # fmt: skip
+    overrides: dict[str, Any] = {
+        "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes is not None else None,
+        "users": users, "spawn_rate": spawn_rate, "arrival_rate": arrival_rate, "arrival": arrival, "shape": shape,
+        "duration_s": duration, "warmup_s": warmup, "workers": workers, "processes": processes, "redis_url": redis_url,
+        "host": host, "port": port, "out": out, "repeat": repeat, "faults": fault or None,
+        "locust_args": list(ctx.args) or None, "work": work,
+    }  # fmt: skip
     try:
         cfg = load_config(config, overrides)
     except ConfigError as exc:

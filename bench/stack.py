@@ -154,12 +154,16 @@ class Stack:
         while True:
             for proc in [self.api, *self.workers]:
                 if proc is not None and not proc.alive():
-                    raise StackError(f"{proc.name} exited at start (code {proc.returncode}): {proc.log_tail()}")
+                    raise StackError(
+                        f"{proc.name} exited at start (code {proc.returncode}): {proc.log_tail()}"
+                    )
             status, _ = http_get_json(self.api_url + "/healthz")
             if status == 200 and self.live_worker_beats() >= sum(w.alive() for w in self.workers):
                 return
             if time.monotonic() > deadline:
-                raise StackError(f"the stack was not ready within {timeout_s:.0f} s (see logs in {self.log_dir})")
+                raise StackError(
+                    f"the stack was not ready within {timeout_s:.0f} s (see logs in {self.log_dir})"
+                )
             time.sleep(0.1)
 
     def restart_dead_workers(self) -> list[str]:
@@ -171,7 +175,9 @@ class Stack:
             self.start_worker()
         return [p.name for p in dead]
 
-    def stop_worker(self, proc: ManagedProcess, sig: int = signal.SIGTERM, grace_s: float = 30.0) -> int | None:
+    def stop_worker(
+        self, proc: ManagedProcess, sig: int = signal.SIGTERM, grace_s: float = 30.0
+    ) -> int | None:
         """Stop one worker with sig (SIGTERM: graceful; SIGKILL: crash) and remove it from the stack."""
         code = proc.stop(grace_s, sig=sig)
         if proc in self.workers:
