@@ -39,4 +39,4 @@ def main() -> None:
 
 
 # Subcommands register themselves on `app` when imported; each module imports `app` from here.
-from bench import run_cmd  # noqa: E402, F401
+from bench import run_cmd, up_cmd  # noqa: E402, F401

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from analysis.rundir import create_run_dir, update_run_json
+from analysis.schema import FAULTS_FILE
 from bench.cli import UsageError, app
 from bench.config import ConfigError, RunConfig, load_config
+from bench.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
 from bench.loadrun import LoadError, run_mode
 from bench.results import print_results
 from bench.stack import Stack, StackError, check_redis, http_get_json
@@ -53,7 +55,22 @@ def _analyse(run_dir: Path, progress: Progress) -> dict[str, Any] | None:
         progress.update(task, description="analysed", total=1, completed=1)
 
 
-def run_once(cfg: RunConfig) -> tuple[Path, int]:
+def _parse_faults(cfg: RunConfig) -> list[Fault]:
+    try:
+        faults = [parse_fault(spec, cfg.duration_s) for spec in cfg.faults]
+    except FaultError as exc:
+        raise UsageError(str(exc)) from None
+    if faults and "offload" not in cfg.modes:
+        raise UsageError("--fault acts during the offload phase: add offload to --modes")
+    needs_stack = [f.name for f in faults if f.name.startswith(("worker-", "redis-"))]
+    if needs_stack and cfg.host:
+        raise UsageError(f"--fault {needs_stack[0]} needs the stack this command starts (drop --host)")
+    if "redis-restart" in needs_stack and cfg.redis_url:
+        raise UsageError("--fault redis-restart needs the embedded Redis (drop --redis-url)")
+    return faults
+
+
+def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
     """One full comparison into a new run folder; returns (run folder, exit code)."""
     run_dir = create_run_dir(cfg.out)
     update_run_json(
@@ -73,6 +90,7 @@ def run_once(cfg: RunConfig) -> tuple[Path, int]:
     )  # fmt: skip
     console.print(f"run folder: {run_dir}")
     stack: Stack | None = None
+    injector = FaultInjector(None, faults)
     status, code, error = "interrupted", 130, ""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -85,16 +103,21 @@ def run_once(cfg: RunConfig) -> tuple[Path, int]:
                 task = progress.add_task("starting the stack", total=None)
                 stack.start(step=lambda msg: progress.update(task, description=msg))
                 progress.update(task, description=f"stack up: API {stack.api_url}", total=1, completed=1)
+                injector.stack = stack
             host = cfg.host or (stack.api_url if stack else "")
             redis_url = cfg.redis_url or (stack.redis_url if stack else None)
             for mode in cfg.modes:
-                run_mode(cfg, mode, host, run_dir, redis_url, progress)
+                run_mode(cfg, mode, host, run_dir, redis_url, progress, on_tick=injector.tick)
             status, code = "complete", 0
         except KeyboardInterrupt:
             error = "interrupted: stopped every process this run started"
         except (StackError, LoadError) as exc:
             status, code, error = "partial", 1, str(exc)
         finally:
+            if faults:
+                records = injector.join()
+                (run_dir / FAULTS_FILE).write_text(json.dumps(records, indent=2) + "\n")
+                update_run_json(run_dir, {"faults": records})
             if stack is not None:
                 task = progress.add_task("stopping the stack", total=None)
                 stack.stop()
@@ -169,13 +192,16 @@ def run(
         cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    faults = _parse_faults(cfg)
+    if rate_overrides(faults):
+        cfg.work = cfg.work.model_copy(update=rate_overrides(faults))
     preflight(cfg)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     codes = []
     for i in range(cfg.repeat):
         if cfg.repeat > 1:
             console.rule(f"repeat {i + 1} of {cfg.repeat}")
-        _, code = run_once(cfg)
+        _, code = run_once(cfg, faults)
         codes.append(code)
         if code == 130:
             break
