@@ -1,0 +1,103 @@
+"""The sample API under test (FastAPI). `python -m service.api` serves it with uvicorn.
+
+Factory: `create_app(settings)`; also `uvicorn --factory service.api:create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import service.admin
+from service.jsonlog import log_config
+from service.metrics import Registry
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.routes import AppState, router
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("service.api")
+
+# enough for every in-flight request to hold one connection at a time; beyond it a request waits up to
+# redis_timeout_s for a free one and then gets a 503 (back-pressure instead of unbounded sockets)
+MAX_REDIS_CONNECTIONS = 512
+
+
+def make_redis(settings: Settings) -> Redis:
+    """The process's async Redis client: bounded connect/read timeouts, no retry loop, bounded pool."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry_on_timeout=False,
+    )
+    return Redis(connection_pool=pool)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app: routes, admin router, body limit, metrics, JSON errors, one Redis client per process."""
+    cfg = settings or get_settings()
+    registry = Registry()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = make_redis(cfg)
+        app.state.offload = AppState(settings=cfg, redis=redis, registry=registry)
+        log.info("api started", extra={"redis_url": cfg.redis_url, "work": cfg.work.model_dump()})
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(title="offload-bench sample API", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(router)
+    app.include_router(service.admin.router)
+    # added last = outermost: the body limit answers 413 before anything parses the body
+    app.add_middleware(MetricsMiddleware, registry=registry)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        log.warning("redis error", extra={"path": request.url.path, "error": f"{type(exc).__name__}: {exc}"})
+        return JSONResponse({"detail": f"redis unavailable: {type(exc).__name__}"}, status_code=503)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = "not found" if exc.status_code == 404 and exc.detail == "Not Found" else exc.detail
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def last_resort(request: Request, exc: Exception) -> JSONResponse:
+        # never expected: every known error path answers above; logged so a test or an operator sees it
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app
+
+
+def main() -> None:
+    """Serve the API with uvicorn on settings.api_host:api_port (access log off: it costs CPU under load)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        access_log=False,
+        log_config=log_config(),
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""One-round-trip, arq-compatible enqueue of a backfill job (a registered Lua script).
+
+arq's own `enqueue_job` costs three round trips (WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC). The script below
+does the same dedupe check and writes the same bytes (`arq.jobs.serialize_job`, pickle) with the same expiry,
+so a stock arq worker runs the job unchanged; it also writes our source record, the job's lifecycle record,
+the stats counter and (optionally) the Idempotency-Key mapping, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from arq.constants import (
+    default_queue_name,
+    expires_extra_ms,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from service import keys
+
+# KEYS: 1 arq:job:<id>  2 arq:result:<id>  3 arq:queue  4 source hash  5 job record  6 stats  7 idem key
+#       8 arq:retry:<id>
+# ARGV: 1 job bytes  2 expiry ms  3 score ms  4 job id  5 record ttl s  6 now (epoch s)  7 source id
+#       8 idem value (JSON)  9 idem ttl s  10 mode ("new" | "redrive")  11.. source field/value pairs
+_SCRIPT: Final = """
+if KEYS[7] ~= '' then
+  local prior = redis.call('GET', KEYS[7])
+  if prior then return {'idempotent', prior} end
+end
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return {'duplicate', ''} end
+if ARGV[10] == 'redrive' then
+  -- fresh tries: arq counts tries in arq:retry:<id>
+  redis.call('DEL', KEYS[8])
+end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+local ttl = tonumber(ARGV[5])
+if #ARGV > 10 then
+  redis.call('HSET', KEYS[4], unpack(ARGV, 11))
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+if ARGV[10] == 'redrive' then
+  redis.call('HSET', KEYS[5], 'source_id', ARGV[7], 'state', 'pending', 'redrive_ts', ARGV[6])
+  redis.call('HINCRBY', KEYS[5], 'redrives', 1)
+  redis.call('HINCRBY', KEYS[6], 'redriven', 1)
+else
+  redis.call('HSET', KEYS[5], 'source_id', ARGV[7], 'enqueued_ts', ARGV[6], 'state', 'pending',
+             'executions', 0, 'redrives', 0)
+  redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
+end
+redis.call('EXPIRE', KEYS[5], ttl)
+if KEYS[7] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[9])
+end
+return {'enqueued', ''}
+"""
+
+Outcome = Literal["enqueued", "duplicate", "idempotent"]
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What the script did: enqueued; duplicate (the job id already exists); idempotent (key seen before)."""
+
+    outcome: Outcome
+    source_id: str
+    job_id: str
+
+
+_script: AsyncScript | None = None
+
+
+def _get_script(redis: Redis) -> AsyncScript:
+    # the Script object only caches the SHA; it is called with client=redis and reloads itself (NOSCRIPT)
+    # after a Redis restart, so one per process serves every client
+    global _script
+    if _script is None:
+        _script = redis.register_script(_SCRIPT)
+    return _script
+
+
+def job_bytes(source_id: str, enqueue_time_ms: int, job_try: int | None = None) -> bytes:
+    """The arq job payload, byte for byte what `ArqRedis.enqueue_job(JOB_FUNCTION, source_id)` writes."""
+    args = (source_id,)
+    return serialize_job(keys.JOB_FUNCTION, args, {}, job_try, enqueue_time_ms, serializer=pickle.dumps)
+
+
+async def _run(
+    redis: Redis,
+    *,
+    mode: Literal["new", "redrive"],
+    source_id: str,
+    job_id: str,
+    now_ms: int,
+    source_fields: Mapping[str, str | int | float] | None,
+    record_ttl_s: int,
+    idempotency_key: str | None,
+    idempotency_ttl_s: int,
+    defer_ms: int,
+) -> EnqueueResult:
+    score_ms = now_ms + defer_ms
+    # same expiry rule as arq's enqueue_job: (score - enqueue time) + expires_extra_ms
+    expiry_ms = score_ms - now_ms + expires_extra_ms
+    idem_key = keys.idempotency(idempotency_key) if idempotency_key else ""
+    idem_value = json.dumps({"source_id": source_id, "job_id": job_id}) if idempotency_key else ""
+    argv: list[Any] = [
+        job_bytes(source_id, now_ms),
+        expiry_ms,
+        score_ms,
+        job_id,
+        record_ttl_s,
+        f"{now_ms / 1000:.3f}",
+        source_id,
+        idem_value,
+        idempotency_ttl_s,
+        mode,
+    ]
+    for field, value in (source_fields or {}).items():
+        argv += [field, value]
+    key_list = [
+        job_key_prefix + job_id,
+        result_key_prefix + job_id,
+        default_queue_name,
+        keys.source(source_id),
+        keys.job(job_id),
+        keys.STATS,
+        idem_key,
+        retry_key_prefix + job_id,
+    ]
+    raw = await _get_script(redis)(keys=key_list, args=argv, client=redis)
+    outcome = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
+    if outcome == "idempotent":
+        prior = json.loads(raw[1])
+        return EnqueueResult("idempotent", str(prior["source_id"]), str(prior["job_id"]))
+    if outcome not in ("enqueued", "duplicate"):  # pragma: no cover - the script returns only these
+        raise RuntimeError(f"enqueue script returned {outcome!r}")
+    return EnqueueResult(outcome, source_id, job_id)  # type: ignore[arg-type]
+
+
+async def enqueue_backfill(
+    redis: Redis,
+    *,
+    source_id: str,
+    job_id: str,
+    now_ms: int,
+    source_fields: Mapping[str, str | int | float],
+    record_ttl_s: int,
+    idempotency_key: str | None = None,
+    idempotency_ttl_s: int = 86_400,
+    defer_ms: int = 0,
+) -> EnqueueResult:
+    """Create the source record and enqueue its backfill job in one Redis round trip (arq-compatible).
+
+    `idempotency_key` is the full, already scoped key suffix (keys.idempotency() is applied here); when it was
+    seen before, nothing is written and the first request's source and job ids come back (outcome idempotent).
+    """
+    return await _run(
+        redis,
+        mode="new",
+        source_id=source_id,
+        job_id=job_id,
+        now_ms=now_ms,
+        source_fields=source_fields,
+        record_ttl_s=record_ttl_s,
+        idempotency_key=idempotency_key,
+        idempotency_ttl_s=idempotency_ttl_s,
+        defer_ms=defer_ms,
+    )
+
+
+async def enqueue_redrive(
+    redis: Redis,
+    *,
+    source_id: str,
+    job_id: str,
+    now_ms: int,
+    record_ttl_s: int,
+    source_fields: Mapping[str, str | int | float] | None = None,
+    defer_ms: int = 0,
+) -> EnqueueResult:
+    """Re-enqueue an existing job id with fresh tries (for DLQ redrive) in one round trip.
+
+    Writes no source fields unless given (e.g. {"state": "pending"}); deletes arq:retry:<id> so arq counts
+    tries from 1 again; bumps the job record's `redrives` and stats `redriven` (not `enqueued`). The caller
+    must delete a stored arq:result:<id> first, else the outcome is `duplicate` (arq would refuse it too).
+    """
+    return await _run(
+        redis,
+        mode="redrive",
+        source_id=source_id,
+        job_id=job_id,
+        now_ms=now_ms,
+        source_fields=source_fields,
+        record_ttl_s=record_ttl_s,
+        idempotency_key=None,
+        idempotency_ttl_s=1,
+        defer_ms=defer_ms,
+    )

@@ -1,0 +1,220 @@
+"""HTTP routes: the three modes of "connect a source", source lookup, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from arq.constants import default_queue_name
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service import keys
+from service.backfill import (
+    BackfillError,
+    BackfillResult,
+    PoisonBackfillError,
+    backoff_s,
+    mark_source,
+    run_backfill,
+)
+from service.enqueue import enqueue_backfill
+from service.metrics import Registry, render
+from service.models import JobAccepted, SourceCreated, SourceIn, SourceOut
+from service.settings import Settings
+from service.sources import claim_idempotency, create_source, new_id, read_source, source_fields
+
+log = logging.getLogger("service.api")
+router = APIRouter()
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+_IN_FLIGHT_STATES = frozenset({"pending", "running"})
+
+
+@dataclass
+class AppState:
+    """What the routes share: settings, the one async Redis client, the metrics registry."""
+
+    settings: Settings
+    redis: Redis
+    registry: Registry
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.offload
+    return state
+
+
+async def _replay(redis: Redis, source_id: str) -> SourceCreated:
+    """The answer to a repeated Idempotency-Key on noop/sync: the first request's source, as it is now."""
+    raw = await read_source(redis, source_id)
+    if raw is None:
+        raise HTTPException(409, "the request with this Idempotency-Key did not complete; use a new key")
+    if raw.get("state") in _IN_FLIGHT_STATES:
+        raise HTTPException(409, "a request with this Idempotency-Key is still in progress")
+    if raw.get("state") == "dead":
+        raise HTTPException(502, f"backfill failed: {raw.get('last_error', 'unknown error')}")
+    out = SourceOut.from_hash(source_id, raw)
+    return SourceCreated(
+        source_id=source_id,
+        state=out.state,
+        result_digest=out.result_digest,
+        pages=out.pages,
+        attempts=out.attempts or None,
+    )
+
+
+@router.post("/noop/sources", status_code=201, response_model=SourceCreated, response_model_exclude_none=True)
+async def create_noop(
+    body: SourceIn, request: Request, idempotency_key: IdempotencyKey = None
+) -> SourceCreated:
+    """Critical path only: validate, create the source record, answer. The floor."""
+    st = _state(request)
+    source_id = new_id()
+    if idempotency_key is not None:
+        prior = await claim_idempotency(
+            st.redis, f"noop:{idempotency_key}", source_id, st.settings.idempotency_ttl_s
+        )
+        if prior is not None:
+            return await _replay(st.redis, prior)
+    await create_source(st.redis, source_id, source_fields(body, "noop", "created"), st.settings.record_ttl_s)
+    return SourceCreated(source_id=source_id, state="created")
+
+
+@router.post("/sync/sources", status_code=201, response_model=SourceCreated, response_model_exclude_none=True)
+async def create_sync(
+    body: SourceIn, request: Request, idempotency_key: IdempotencyKey = None
+) -> SourceCreated:
+    """Critical path + the backfill inline (transient failures retried inline with the worker's back-off)."""
+    st = _state(request)
+    cfg = st.settings
+    source_id = new_id()
+    if idempotency_key is not None:
+        prior = await claim_idempotency(st.redis, f"sync:{idempotency_key}", source_id, cfg.idempotency_ttl_s)
+        if prior is not None:
+            return await _replay(st.redis, prior)
+    await create_source(st.redis, source_id, source_fields(body, "sync", "pending"), cfg.record_ttl_s)
+    result: BackfillResult | None = None
+    for attempt in range(1, cfg.max_tries + 1):
+        try:
+            result = await run_backfill(
+                st.redis,
+                source_id,
+                cfg.work,
+                attempt,
+                ttl_s=cfg.record_ttl_s,
+                user_id=body.user_id,
+                name=body.name,
+            )
+            break
+        except BackfillError as err:
+            if isinstance(err, PoisonBackfillError) or attempt == cfg.max_tries:
+                await mark_source(
+                    st.redis,
+                    source_id,
+                    cfg.record_ttl_s,
+                    state="dead",
+                    dead_ts=f"{time.time():.3f}",
+                    last_error=str(err),
+                )
+                log.info("sync backfill dead", extra={"source_id": source_id, "attempt": attempt})
+                # the upstream (the source being backfilled) failed, not our request: 502
+                raise HTTPException(502, f"backfill failed: {err}") from err
+            await asyncio.sleep(backoff_s(attempt, cfg.retry_base_s, cfg.retry_cap_s))
+    assert result is not None  # the loop either breaks with a result or raises
+    return SourceCreated(
+        source_id=source_id,
+        state="done",
+        result_digest=result.result_digest,
+        pages=result.pages,
+        attempts=result.attempt,
+    )
+
+
+@router.post("/offload/sources", status_code=202, response_model=JobAccepted)
+async def create_offload(
+    body: SourceIn, request: Request, idempotency_key: IdempotencyKey = None
+) -> JobAccepted:
+    """Critical path + enqueue one arq job, all in one Redis round trip; answer 202 with the job id."""
+    st = _state(request)
+    cfg = st.settings
+    if cfg.inject_delay_ms > 0:  # fault knob for the CI gate: a slower critical path must be caught
+        await asyncio.sleep(cfg.inject_delay_ms / 1000)
+    source_id, job_id = new_id(), new_id()
+    now_ms = int(time.time() * 1000)
+    result = await enqueue_backfill(
+        st.redis,
+        source_id=source_id,
+        job_id=job_id,
+        now_ms=now_ms,
+        source_fields=source_fields(body, "offload", "pending", job_id=job_id),
+        record_ttl_s=cfg.record_ttl_s,
+        idempotency_key=f"offload:{idempotency_key}" if idempotency_key is not None else None,
+        idempotency_ttl_s=cfg.idempotency_ttl_s,
+    )
+    return JobAccepted(source_id=result.source_id, job_id=result.job_id)
+
+
+@router.get("/sources/{source_id}", response_model=SourceOut)
+async def get_source(source_id: str, request: Request) -> SourceOut:
+    """The source and its backfill state."""
+    if len(source_id) > 64:
+        raise HTTPException(404, "unknown source")
+    raw = await read_source(_state(request).redis, source_id)
+    if raw is None:
+        raise HTTPException(404, "unknown source")
+    return SourceOut.from_hash(source_id, raw)
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    """Redis reachable (else 503) and the age of the freshest worker heartbeat."""
+    redis = _state(request).redis
+    await redis.ping()
+    now_s = time.time()
+    ages: list[float] = []
+    heartbeat_keys = [
+        k async for k in redis.scan_iter(match=f"{keys.WORKER_HEARTBEAT_PREFIX}*", count=5000, _type="string")
+    ][:1000]
+    if heartbeat_keys:
+        for value in await redis.mget(heartbeat_keys):
+            try:
+                ages.append(max(now_s - float(value), 0.0))
+            except (TypeError, ValueError):
+                continue  # a heartbeat expired between SCAN and MGET, or is not a timestamp
+    body = {
+        "status": "ok",
+        "redis": "ok",
+        "workers": len(ages),
+        "worker_heartbeat_age_s": round(min(ages), 3) if ages else None,
+    }
+    return JSONResponse(body)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus text: per-route counts and latency, job counters, queue depth (Redis parts only when up)."""
+    st = _state(request)
+    stats: dict[str, int] = {}
+    queue: dict[str, int] = {}
+    try:
+        async with st.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.STATS)
+            pipe.zcard(default_queue_name)
+            pipe.zcount(default_queue_name, "-inf", int(time.time() * 1000))
+            pipe.hlen(keys.DLQ)
+            raw_stats, depth, ready, dlq = await pipe.execute()
+        stats = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw_stats.items()}
+        queue = {"depth": int(depth), "ready": int(ready), "dlq_size": int(dlq)}
+        redis_up = 1
+    except RedisError:
+        redis_up = 0
+    text = render(st.registry, stats, queue)
+    text += "# HELP offload_redis_up 1 when Redis answered this scrape.\n# TYPE offload_redis_up gauge\n"
+    text += f"offload_redis_up {redis_up}\n"
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
