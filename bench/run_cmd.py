@@ -104,6 +104,7 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
                 stack.start(step=lambda msg: progress.update(task, description=msg))
                 progress.update(task, description=f"stack up: API {stack.api_url}", total=1, completed=1)
                 injector.stack = stack
+                update_run_json(run_dir, {"stack": {"api_url": stack.api_url, "redis_url": stack.redis_url}})
             host = cfg.host or (stack.api_url if stack else "")
             redis_url = cfg.redis_url or (stack.redis_url if stack else None)
             for mode in cfg.modes:
@@ -152,6 +153,9 @@ def run(
     shape: str = typer.Option(None, help="load shape: constant, step, ramp, spike"),
     duration: str = typer.Option(None, help="load time per mode, e.g. 30s, 2m"),
     warmup: str = typer.Option(None, help="excluded from the numbers, e.g. 5s"),
+    drain_timeout: str = typer.Option(None, help="how long to wait for the offload backlog, e.g. 60s"),
+    max_in_flight: int = typer.Option(None, help="open model: cap on requests in flight per load process"),
+    seed: int = typer.Option(None, help="seed of arrivals and payloads"),
     workers: int = typer.Option(None, help="arq worker processes"),
     processes: int = typer.Option(None, help="Locust load processes"),
     pages: int = typer.Option(None, help="work profile: pages per backfill"),
@@ -184,7 +188,10 @@ def run(
     overrides: dict[str, Any] = {
         "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes is not None else None,
         "users": users, "spawn_rate": spawn_rate, "arrival_rate": arrival_rate, "arrival": arrival, "shape": shape,
-        "duration_s": duration, "warmup_s": warmup, "workers": workers, "processes": processes, "redis_url": redis_url,
+        "duration_s": duration, "warmup_s": warmup,
+        "drain_timeout_s": drain_timeout,
+        "max_in_flight": max_in_flight,
+        "seed": seed, "workers": workers, "processes": processes, "redis_url": redis_url,
         "host": host, "port": port, "out": out, "repeat": repeat, "faults": fault or None,
         "locust_args": list(ctx.args) or None, "work": work,
     }  # fmt: skip

@@ -1,0 +1,5 @@
+"""`python -m bench` = `offload-bench`."""
+
+from bench.cli import main
+
+main()
