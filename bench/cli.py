@@ -40,3 +40,10 @@ def main() -> None:
 
 # Subcommands register themselves on `app` when imported; each module imports `app` from here.
 from bench import run_cmd, up_cmd  # noqa: E402, F401
+from bench.baseline import baseline_app  # noqa: E402
+from bench.compare_cmd import compare_command  # noqa: E402
+from bench.gate import gate_command  # noqa: E402
+
+app.command("gate")(gate_command)
+app.add_typer(baseline_app, name="baseline")
+app.command("compare")(compare_command)

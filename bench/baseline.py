@@ -1,0 +1,132 @@
+"""`offload-bench baseline update RUN_DIR...`: replace the committed baseline with these runs' summaries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bench.gate_inputs import (
+    BASELINE_META_FILE,
+    BASELINE_SUMMARY_GLOB,
+    LOAD_KEYS,
+    GateInputError,
+    Summary,
+    load_summaries,
+    mismatches,
+    schema_problems,
+)
+
+BASELINE_SCHEMA_VERSION = 1
+
+baseline_app = typer.Typer(
+    help="Manage the committed baseline the gate compares against.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _git_head() -> str | None:
+    """The working tree's commit, used only when the runs do not record theirs."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def baseline_metadata(summaries: list[Summary], files: list[str]) -> dict[str, Any]:
+    """baseline.json: git commit, date, load parameters, work profile, machine, and the runs it holds."""
+    first = summaries[0].run
+    meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    commits = sorted({str(s.run.get("meta", {}).get("git_commit")) for s in summaries if s.run.get("meta")})
+    commits = [c for c in commits if c != "None"]
+    load = first.get("load") if isinstance(first.get("load"), dict) else {}
+    assert isinstance(load, dict)
+    now = datetime.now(UTC)
+    return {
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "summary_schema_version": summaries[0].data.get("schema_version"),
+        "date": now.isoformat(timespec="seconds"),
+        "created_ts": now.timestamp(),
+        "git_commit": commits[0] if commits else _git_head(),
+        "git_commits": commits,
+        "git_dirty": any(bool(s.run.get("meta", {}).get("git_dirty")) for s in summaries),
+        "load": {key: load.get(key) for key in LOAD_KEYS}
+        | {k: v for k, v in load.items() if k not in LOAD_KEYS},
+        "work_profile": first.get("work_profile"),
+        "workers": first.get("workers"),
+        "machine": {key: meta.get(key) for key in ("host", "cpu_count", "platform", "python")},
+        "runs": [
+            {
+                "run_id": s.run_id,
+                "file": name,
+                "created_ts": s.run.get("created_ts"),
+                "status": s.run.get("status"),
+            }
+            for s, name in zip(summaries, files, strict=True)
+        ],
+    }
+
+
+def _file_names(summaries: list[Summary]) -> list[str]:
+    names: list[str] = []
+    for s in summaries:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.run_id)
+        name, n = f"{stem}.summary.json", 2
+        while name in names:
+            name, n = f"{stem}-{n}.summary.json", n + 1
+        names.append(name)
+    return names
+
+
+@baseline_app.command("update")
+def update_command(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="run folders (or summary.json files) forming the baseline")
+    ],
+    baseline_dir: Annotated[Path, typer.Option("--baseline-dir", help="where the baseline lives")] = Path(
+        "reports/baseline"
+    ),
+    force: Annotated[
+        bool, typer.Option("--force", help="accept runs whose load parameters differ (warns)")
+    ] = False,
+) -> None:
+    """Replace the baseline with these runs' summary.json files and write baseline.json metadata."""
+    try:
+        summaries = load_summaries(run_dirs)
+    except GateInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    problems = schema_problems(summaries) + mismatches(summaries[0], summaries[1:])
+    if problems and not force:
+        typer.echo(
+            f"error: runs differ: {'; '.join(problems)} (a baseline is repeats of one setup; --force)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    for line in problems:
+        typer.echo(f"warning: baseline mixes runs: {line}", err=True)
+    bad = [s.run_id for s in summaries if s.run.get("status") not in (None, "complete")]
+    if bad:
+        typer.echo(f"warning: runs not complete: {', '.join(bad)}", err=True)
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    # A new baseline replaces the old one: stale summaries would otherwise be pooled with the new ones.
+    for old in baseline_dir.glob(BASELINE_SUMMARY_GLOB):
+        old.unlink()
+    names = _file_names(summaries)
+    for summary, name in zip(summaries, names, strict=True):
+        shutil.copyfile(summary.path, baseline_dir / name)
+    meta = baseline_metadata(summaries, names)
+    (baseline_dir / BASELINE_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    typer.echo(
+        f"baseline {baseline_dir}: {len(names)} run(s) ({', '.join(names)}), commit {str(meta['git_commit'])[:12]}"
+    )

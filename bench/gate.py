@@ -1,0 +1,135 @@
+"""`offload-bench gate`: judge candidate runs against rules and a baseline; exit 0 pass, 1 regression, 2 usage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bench.gate_eval import RuleConfigError, RuleResult, evaluate
+from bench.gate_inputs import (
+    GateInputError,
+    Summary,
+    load_baseline,
+    load_summaries,
+    mismatches,
+    schema_problems,
+)
+from bench.gate_report import markdown, print_table, verdict, write_junit, write_markdown
+from bench.gate_rules import RulesError, RulesFile, load_rules
+from bench.gate_stats import METHOD
+
+DEFAULT_BASELINE = Path("reports/baseline")
+
+
+def _error(message: str, hint: str | None = None) -> typer.Exit:
+    typer.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
+    return typer.Exit(2)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _baseline(path: Path | None, rules: RulesFile) -> tuple[list[Summary], dict[str, Any], Path]:
+    """The baseline: required when named or when a relative rule needs it; else used for context if present."""
+    folder = path or DEFAULT_BASELINE
+    if path is None and not rules.needs_baseline and not folder.is_dir():
+        return [], {}, folder
+    summaries, meta = load_baseline(folder)
+    return summaries, meta, folder
+
+
+def _check_comparable(candidates: list[Summary], baseline: list[Summary], force: bool) -> list[str]:
+    """Refuse (or, forced, warn about) different schema versions and load parameters; returns warnings."""
+    problems = schema_problems(candidates + baseline) + mismatches(candidates[0], candidates[1:] + baseline)
+    if problems and not force:
+        raise _error(
+            "runs are not comparable: " + "; ".join(problems),
+            "use the same load parameters as the baseline, or --force to compare anyway",
+        )
+    return [f"compared despite: {p}" for p in problems]
+
+
+def _header(
+    candidates: list[Summary], baseline: list[Summary], meta: dict[str, Any], folder: Path, rules_source: str
+) -> list[str]:
+    lines = [f"candidate: {len(candidates)} run(s): {', '.join(s.run_id for s in candidates)}"]
+    if baseline:
+        commit = str(meta.get("git_commit") or "?")[:12]
+        lines.append(
+            f"baseline: {folder} ({len(baseline)} run(s), commit {commit}, {meta.get('date', 'date ?')})"
+        )
+    else:
+        lines.append("baseline: none (no rule needs one)")
+    lines.append(f"rules: {rules_source}")
+    return lines
+
+
+def gate_command(
+    candidates: Annotated[
+        list[Path], typer.Argument(help="candidate run folders (their summary.json) or summary.json files")
+    ],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline", help="baseline folder (summary files + baseline.json) [default: reports/baseline]"
+        ),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="rules TOML file [default: the packaged bench/gates.toml]")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="compare even when load parameters or schema versions differ (warns)"),
+    ] = False,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="write JUnit XML here (one testcase per rule)")
+    ] = None,
+    markdown_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--markdown",
+            help="write the Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set)",
+        ),
+    ] = None,
+) -> None:
+    """Judge candidate runs against the rules and the baseline: exit 0 pass, 1 regression, 2 usage error."""
+    try:
+        rules_file, rules_source = load_rules(rules)
+        cands = load_summaries(candidates)
+        base, meta, folder = _baseline(baseline, rules_file)
+    except (RulesError, GateInputError) as exc:
+        raise _error(str(exc)) from None
+    warnings = _check_comparable(cands, base, force)
+    for line in warnings:
+        _warn(line)
+    try:
+        results: list[RuleResult] = evaluate(rules_file, cands, base)
+    except RuleConfigError as exc:
+        raise _error(str(exc)) from None
+    settings = rules_file.settings
+    judges = sorted({rule.judge for rule in rules_file.rules.values()})
+    method = METHOD.format(alpha=settings.alpha, min_effect=settings.min_effect, judge=" or ".join(judges))
+    header = _header(cands, base, meta, folder, rules_source)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    outcome = verdict(results)
+    for line in header:
+        console.print(line, highlight=False, markup=False)
+    print_table(console, results, f"offload-bench gate: {outcome}")
+    for r in results:
+        if r.status == "FAIL":
+            console.print(f"FAIL {r.message}", highlight=False, markup=False)
+    console.print(f"method: {method}", highlight=False, markup=False)
+    written = write_markdown(markdown(results, header, method, warnings), markdown_file)
+    if junit is not None:
+        write_junit(results, method, junit)
+        written.append(junit)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, markup=False)
+    console.print(f"gate: {outcome}", highlight=False, markup=False)
+    if outcome == "FAIL":
+        raise typer.Exit(1)
