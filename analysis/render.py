@@ -1,0 +1,190 @@
+"""Render a summary as Markdown (GitHub step summary) and as self-contained HTML (inline CSS and images)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from analysis.config import PERCENTILES
+from analysis.jobs import __doc__ as JOBS_DEFINITIONS
+
+VERDICT_MARK = {"fast": "🟢 fast", "ok": "🟡 ok", "slow": "🔴 slow", None: "–"}
+PLOT_TITLES = {
+    "percentiles": "API latency by percentile",
+    "latency_over_time": "Latency over time",
+    "throughput": "Throughput",
+    "queue": "Queue depth",
+    "e2e": "Offload end-to-end",
+}
+
+
+def ms(value: float | None) -> str:
+    """A latency for people: 1,049 / 12.3 / 0.85; a dash when missing."""
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def num(value: float | int | None, digits: int = 0) -> str:
+    """A count or rate with thousands separators; a dash when missing."""
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def pct(value: float | None) -> str:
+    """A fraction as a percentage."""
+    return "–" if value is None else f"{value:.2%}"
+
+
+def ratio(value: float | None) -> str:
+    """A speed-up factor."""
+    return "–" if value is None else f"{value:,.1f}×"
+
+
+def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One row per mode: what a person reads in ten seconds."""
+    rows = []
+    for mode, m in summary["modes"].items():
+        lat, target, jobs = m["latency_ms"], m["target"], m.get("jobs") or {}
+        rows.append({
+            "mode": mode + (" (partial)" if m.get("partial") else ""),
+            "requests": num(m["requests"]),
+            "rps": num(m["rps"], 1),
+            "p50": ms(lat["p50"]), "p95": ms(lat["p95"]), "p99": ms(lat["p99"]),
+            "verdict": VERDICT_MARK.get(target["verdict"], str(target["verdict"])),
+            "verdict_class": str(target["verdict"] or "none"),
+            "apdex": "–" if target["apdex"] is None else f"{target['apdex']:.2f}",
+            "errors": f"{num(m['failures'])} ({pct(m['error_rate'])})",
+            "lost": num(jobs["lost"]) if jobs else "–",
+        })  # fmt: skip
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
+    """report.md: headline table first, then validity, comparison, jobs and per-mode details."""
+    pctl = next((m["target"]["percentile"] for m in summary["modes"].values()), "p95")
+    run = summary["run"]
+    out = [f"## offload-bench report — run `{run.get('run_id', '?')}`", ""]
+    head = [
+        "mode",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        f"verdict ({pctl})",
+        "Apdex",
+        "errors",
+        "lost jobs",
+    ]
+    keys = ["mode", "requests", "rps", "p50", "p95", "p99", "verdict", "apdex", "errors", "lost"]
+    out += _md_table(head, [[r[k] for k in keys] for r in headline_rows(summary)])
+    val = summary["validity"]
+    out += ["", "**Valid run**" if val["valid"] else "**⚠️ Do not trust these numbers:**"]
+    out += [f"- {n}" for n in val["notes"]] + [f"- note: {n}" for n in val.get("info", [])]
+    cmp_ = summary["comparison"]
+    out += ["", "### What offloading buys", ""]
+    rows = [
+        [k, ms(cmp_["work_wait_ms"]["sync"][k]), ms(summary["modes"].get("offload", {}).get("latency_ms", {}).get(k)),
+         ratio(cmp_["api_speedup"][k]), ms(cmp_["work_wait_ms"]["offload_e2e"][k])]
+        for k in ("p50", "p95", "p99")
+    ]  # fmt: skip
+    out += _md_table(
+        ["percentile", "sync API ms", "offload API ms", "API speed-up", "offload work done (e2e) ms"], rows
+    )
+    jobs = (summary["modes"].get("offload") or {}).get("jobs")
+    if jobs:
+        out += ["", "### Offload jobs", ""]
+        names = [
+            "accepted",
+            "completed",
+            "retried",
+            "dead_lettered",
+            "redriven",
+            "pending",
+            "lost",
+            "duplicates",
+        ]
+        out += _md_table(names, [[num(jobs[n]) for n in names]])
+        wait = " / ".join(ms(jobs["queue_wait_ms"][k]) for k in ("p50", "p95", "p99"))
+        drain = (
+            "not drained" if jobs["drain_s"] is None else f"drained {jobs['drain_s']:.1f} s after the load"
+        )
+        out += ["", f"Queue wait p50/p95/p99: {wait} ms; queue depth max {num(jobs['queue_depth_max'])}, "
+                f"backlog at end {num(jobs['backlog_end'])}, {drain}."]  # fmt: skip
+    out += ["", "### Details", ""]
+    head = ["mode", "basis", *PERCENTILES, "max", "mean", "enough samples for", "failures by kind"]
+    rows = []
+    for mode, m in summary["modes"].items():
+        lat = m["latency_ms"]
+        enough = ", ".join(k for k, v in m["enough_samples"].items() if v) or "none"
+        kinds = ", ".join(f"{k} {v}" for k, v in m["failures_by_kind"].items()) or "–"
+        rows.append(
+            [
+                mode,
+                str(m["latency_basis"]),
+                *(ms(lat[k]) for k in (*PERCENTILES, "max", "mean")),
+                enough,
+                kinds,
+            ]
+        )
+        if m.get("latency_uncorrected_ms"):
+            unc = m["latency_uncorrected_ms"]
+            rows.append(
+                [
+                    f"{mode} (uncorrected)",
+                    "actual",
+                    *(ms(unc[k]) for k in (*PERCENTILES, "max", "mean")),
+                    "",
+                    "",
+                ]
+            )
+    out += _md_table(head, rows)
+    out += ["", f"Warm-up excluded: {summary['warmup_s']:g} s. Percentiles: {summary['percentile_method']}."]
+    if plot_links:
+        out += ["", "Plots: " + ", ".join(f"[{PLOT_TITLES.get(k, k)}]({v})" for k, v in plot_links.items())]
+    meta = run.get("meta") or {}
+    load = run.get("load") or {}
+    out += ["", f"Run: commit `{str(meta.get('git_commit', '?'))[:12]}`{' (dirty)' if meta.get('git_dirty') else ''}, "
+            f"host {meta.get('host', '?')}, {meta.get('cpu_count', '?')} CPUs, {load.get('model', '?')} model, "
+            f"status {run.get('status', '?')}."]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
+    """report.html: one self-contained page (inline CSS, base64 PNGs), opens offline."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("analysis", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(ms=ms, num=num, pct=pct, ratio=ratio)
+    plots = [(PLOT_TITLES.get(k, k), _data_uri(p)) for k, p in plot_paths.items()]
+    target: dict[str, Any] = next(
+        (m["target"] for m in summary["modes"].values() if not m.get("partial")), {}
+    )
+    return env.get_template("report.html.j2").render(
+        s=summary, rows=headline_rows(summary), plots=plots, percentiles=list(PERCENTILES), target=target,
+        pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
+        definitions=(JOBS_DEFINITIONS or "").split("\n\n", 1)[-1],
+    )  # fmt: skip
