@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -68,6 +69,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
         log.warning("redis error", extra={"path": request.url.path, "error": f"{type(exc).__name__}: {exc}"})
         return JSONResponse({"detail": f"redis unavailable: {type(exc).__name__}"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each error's `input`, and crashes (500) when that input is non-UTF-8 bytes;
+        # type, location and message are what a client needs
+        errors = [
+            {
+                "type": str(e.get("type", "")),
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import Registry
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# an oversized body is read and discarded up to this size before the 413, so the client (still sending)
+# reads the answer instead of a connection reset; beyond it we answer at once and the connection closes
+DRAIN_CAP_BYTES = 1 << 20
 
 
 async def _send_json(send: Send, status: int, body: Mapping[str, object]) -> None:
@@ -18,6 +21,17 @@ async def _send_json(send: Send, status: int, body: Mapping[str, object]) -> Non
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _drain(receive: Receive, budget_bytes: int = DRAIN_CAP_BYTES) -> None:
+    """Read and drop the rest of the request body, up to budget_bytes."""
+    while budget_bytes > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget_bytes -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class BodyLimitMiddleware:
@@ -43,6 +57,8 @@ class BodyLimitMiddleware:
                     await _send_json(send, 400, {"detail": "invalid Content-Length header"})
                     return
                 if declared > self.max_bytes:
+                    if declared <= DRAIN_CAP_BYTES:
+                        await _drain(receive)
                     await _send_json(send, 413, too_big)
                     return
         chunks: list[bytes] = []
@@ -54,6 +70,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, DRAIN_CAP_BYTES - size)
                 await _send_json(send, 413, too_big)
                 return
             chunks.append(chunk)
