@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.compare_plots import curves, plot_overlay
 from bench.compare_report import html, markdown, sections
 from bench.gate_inputs import GateInputError, load_summary
 
@@ -24,6 +23,9 @@ def compare_command(
     ] = None,
 ) -> None:
     """Render two runs side by side (tables and overlaid percentile curves) without judging them."""
+    # pandas and matplotlib load only for this command, not for every CLI start.
+    from bench.compare_plots import curves, plot_overlay
+
     try:
         a, b = load_summary(run_a), load_summary(run_b)
     except GateInputError as exc:

@@ -1,0 +1,61 @@
+"""`offload-bench compare`: two runs side by side, with both runs' percentile curves overlaid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.compare_plots import curves
+from bench.gate_inputs import load_summary
+from tests.fixtures.gate.synth import make_run, write_run
+
+CLI = str(Path(sys.executable).parent / "offload-bench")
+
+
+def test_compare_writes_markdown_and_html_with_overlaid_curves(tmp_path: Path) -> None:
+    a_summary, a_raw = make_run(1, windows=20)
+    b_summary, b_raw = make_run(2, windows=20, shift_ms={"offload": 50.0})
+    b_summary["run"]["workers"] = 4
+    write_run(tmp_path / "a", a_summary, a_raw)
+    write_run(tmp_path / "b", b_summary, b_raw)
+    proc = subprocess.run(
+        [CLI, "compare", "a", "b", "--out", "cmp"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        check=False, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "| workers | 1 | 4 | DIFFERENT |" in md
+    a_p95 = a_summary["modes"]["offload"]["latency_ms"]["p95"]
+    assert f"| p95 | {a_p95:.3g} ms |" in md
+    for mode in ("noop", "sync", "offload"):
+        assert (tmp_path / "cmp" / "plots" / f"{mode}.png").stat().st_size > 1000
+        assert f"![{mode}](plots/{mode}.png)" in md
+    assert html.count("data:image/png;base64,") == 3 and '<td class="diff">DIFFERENT</td>' in html
+    assert "verdict" not in md.lower() or "without verdicts" in md  # compare shows, never judges
+    assert "FAIL" not in md and "PASS" not in md
+
+
+def test_curves_come_from_raw_samples_when_present(tmp_path: Path) -> None:
+    summary, raw = make_run(3, windows=20)
+    write_run(tmp_path / "with", summary, raw)
+    write_run(tmp_path / "without", summary)
+    from_samples = curves(load_summary(tmp_path / "with"), "A")
+    from_summary = curves(load_summary(tmp_path / "without"), "B")
+    assert from_samples["offload"].source == "samples" and from_summary["offload"].source == "summary"
+    p95 = from_samples["offload"].latency_ms[from_samples["offload"].percents.index(95.0)]
+    assert abs(p95 - summary["modes"]["offload"]["latency_ms"]["p95"]) / p95 < 0.05
+    assert from_summary["offload"].percents == [50.0, 90.0, 95.0, 99.0, 99.9]
+
+
+def test_compare_missing_run_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [CLI, "compare", "x", "y"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.startswith("error: no summary at")
+        and "Traceback" not in proc.stderr
+    )
