@@ -124,7 +124,9 @@ async def create_sync(
                 )
                 log.info("sync backfill dead", extra={"source_id": source_id, "attempt": attempt})
                 # the upstream (the source being backfilled) failed, not our request: 502
-                raise HTTPException(502, f"backfill failed: {err}") from err
+                raise HTTPException(
+                    502, f"backfill failed: {err}", headers={"X-Source-Id": source_id}
+                ) from err
             await asyncio.sleep(backoff_s(attempt, cfg.retry_base_s, cfg.retry_cap_s))
     assert result is not None  # the loop either breaks with a result or raises
     return SourceCreated(
