@@ -51,7 +51,21 @@ def _check_comparable(candidates: list[Summary], baseline: list[Summary], force:
             "runs are not comparable: " + "; ".join(problems),
             "use the same load parameters as the baseline, or --force to compare anyway",
         )
-    return [f"compared despite: {p}" for p in problems]
+    warnings = [f"compared despite: {p}" for p in problems]
+    machines = {_machine(s) for s in baseline} | {_machine(s) for s in candidates}
+    if baseline and len(machines) > 1:
+        # Not refused: CI runners differ by design; but relative and absolute figures then compare machines too.
+        warnings.append(
+            f"runs come from different machines ({', '.join(sorted(machines))}): only ratio rules "
+            "are machine-independent"
+        )
+    return warnings
+
+
+def _machine(summary: Summary) -> str:
+    meta = summary.run.get("meta") if isinstance(summary.run.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    return f"{meta.get('host', '?')}/{meta.get('cpu_count', '?')} CPUs"
 
 
 def _header(

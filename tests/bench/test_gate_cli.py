@@ -166,7 +166,9 @@ def test_relative_rule_reports_only_shifts_beyond_the_noise(
 
 
 def test_mismatched_load_parameters_refused_unless_forced(work: Path) -> None:
-    cands = write_runs(work / "other-load", "o", [31], load={"users": 40})
+    summary, _ = make_run(31, load={"users": 40})
+    summary["run"]["meta"]["host"] = "ci-runner"
+    cands = [write_run(work / "other-load", summary)]
     proc = run_cli("gate", *cands, cwd=work)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: runs are not comparable")
@@ -174,6 +176,7 @@ def test_mismatched_load_parameters_refused_unless_forced(work: Path) -> None:
     forced = run_cli("gate", *cands, "--force", cwd=work)
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "warning: compared despite: load.users" in forced.stderr
+    assert "different machines (ci-runner/2 CPUs, synth-host/2 CPUs)" in forced.stderr
 
 
 def test_different_schema_version_refused(work: Path) -> None:
