@@ -28,6 +28,9 @@ BUCKETS_S: tuple[float, ...] = (
 )
 
 
+JOB_COUNTERS = ("enqueued", "completed", "retried", "dead_lettered", "redriven", "executions")
+
+
 @dataclass
 class Histogram:
     """Cumulative-on-render latency histogram."""
@@ -64,8 +67,8 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(registry: Registry, stats: Mapping[str, int], queue: Mapping[str, int]) -> str:
-    """Prometheus text: http metrics, job counters from ob:stats, queue depth gauges."""
+def render(registry: Registry, stats: Mapping[str, int] | None, queue: Mapping[str, int]) -> str:
+    """Prometheus text: http metrics, job counters from ob:stats (None: Redis down, omitted), queue gauges."""
     out: list[str] = [
         "# HELP offload_http_requests_total HTTP requests by method, route and status.",
         "# TYPE offload_http_requests_total counter",
@@ -87,10 +90,11 @@ def render(registry: Registry, stats: Mapping[str, int], queue: Mapping[str, int
         out.append(f'offload_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {hist.total}')
         out.append(f"offload_http_request_duration_seconds_sum{{{labels}}} {hist.sum_s:.6f}")
         out.append(f"offload_http_request_duration_seconds_count{{{labels}}} {hist.total}")
-    for name in ("enqueued", "completed", "retried", "dead_lettered", "redriven", "executions"):
+    counters = JOB_COUNTERS if stats is not None else ()
+    for name in counters:
         metric = f"offload_jobs_{name}_total"
         out += [f"# HELP {metric} Jobs {name} (all processes, from Redis).", f"# TYPE {metric} counter"]
-        out.append(f"{metric} {int(stats.get(name, 0))}")
+        out.append(f"{metric} {int((stats or {}).get(name, 0))}")
     for name, value in queue.items():
         metric = f"offload_queue_{name}"
         out += [f"# HELP {metric} arq queue {name.replace('_', ' ')}.", f"# TYPE {metric} gauge"]

@@ -202,7 +202,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus text: per-route counts and latency, job counters, queue depth (Redis parts only when up)."""
     st = _state(request)
-    stats: dict[str, int] = {}
+    stats: dict[str, int] | None = None
     queue: dict[str, int] = {}
     try:
         async with st.redis.pipeline(transaction=False) as pipe:
