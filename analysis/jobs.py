@@ -9,8 +9,8 @@ Definitions (also printed in the report):
   max(0, executions - 1 - retry attempts - redrives);
 - queue wait: first attempt start - enqueued_ts; end-to-end: done_ts - enqueued_ts, over jobs enqueued after
   the warm-up;
-- queue depth: ready + deferred (all unfinished jobs in arq:queue); drain: from the end of the load to the
-  first queue sample with ready, deferred and in-progress all zero.
+- queue depth: ready + deferred (all unfinished jobs in arq:queue); backlog_end: the depth at the end of the
+  load; drain: from the end of the load to the first queue sample with ready, deferred and in-progress all 0.
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ def queue_stats(queue: pd.DataFrame | None, measured_from_ts: float, load_end_ts
     depth = (queue["ready"] + queue["deferred"]).to_numpy()
     busy = depth + queue["in_progress"].to_numpy()
     out["queue_depth_max"] = int(depth.max())
-    out["backlog_end"] = int(depth[-1])
+    # backlog when the load stopped (the last sample at or before its end): what the workers still owed
+    at_end = np.flatnonzero(ts <= load_end_ts)
+    out["backlog_end"] = int(depth[at_end[-1]] if at_end.size else depth[0])
+    out["backlog_last"] = int(depth[-1])
     after = np.flatnonzero((ts >= load_end_ts) & (busy == 0))
     if after.size:
         out["drain_s"] = float(ts[after[0]] - load_end_ts)
