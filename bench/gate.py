@@ -13,14 +13,15 @@ from bench.gate_eval import RuleConfigError, RuleResult, evaluate
 from bench.gate_inputs import (
     GateInputError,
     Summary,
+    baseline_files,
     load_baseline,
     load_summaries,
     mismatches,
     schema_problems,
 )
 from bench.gate_report import markdown, print_table, verdict, write_junit, write_markdown
-from bench.gate_rules import RulesError, RulesFile, load_rules
-from bench.gate_stats import METHOD
+from bench.gate_rules import RelativeRule, RulesError, RulesFile, load_rules
+from bench.gate_stats import describe_method
 
 DEFAULT_BASELINE = Path("reports/baseline")
 
@@ -37,7 +38,7 @@ def _warn(message: str) -> None:
 def _baseline(path: Path | None, rules: RulesFile) -> tuple[list[Summary], dict[str, Any], Path]:
     """The baseline: required when named or when a relative rule needs it; else used for context if present."""
     folder = path or DEFAULT_BASELINE
-    if path is None and not rules.needs_baseline and not folder.is_dir():
+    if path is None and not rules.needs_baseline and not baseline_files(folder):
         return [], {}, folder
     summaries, meta = load_baseline(folder)
     return summaries, meta, folder
@@ -126,8 +127,9 @@ def gate_command(
     except RuleConfigError as exc:
         raise _error(str(exc)) from None
     settings = rules_file.settings
-    judges = sorted({rule.judge for rule in rules_file.rules.values()})
-    method = METHOD.format(alpha=settings.alpha, min_effect=settings.min_effect, judge=" or ".join(judges))
+    fixed = [rule for rule in rules_file.rules.values() if not isinstance(rule, RelativeRule)]
+    judges = sorted({rule.judge for rule in fixed})
+    method = describe_method(settings.alpha, settings.min_effect, judges, rules_file.needs_baseline)
     header = _header(cands, base, meta, folder, rules_source)
     console = Console(width=None if sys.stdout.isatty() else 160)
     outcome = verdict(results)

@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bench.gate_inputs import MissingMetric, Summary, resolve
 
-METHOD = (
-    "relative rules fail only when the change exceeds the tolerance AND the run-to-run noise: one-sided "
-    "Mann-Whitney U over the per-window percentiles of baseline vs candidate runs (pooled), p < {alpha} and "
-    "effect size A (P(candidate window worse)) >= {min_effect}; absolute and ratio rules judge the {judge} "
-    "over the candidate runs"
+METHOD_RELATIVE = (
+    "relative rules fail only when the change of the median exceeds the tolerance AND the run-to-run noise: "
+    "one-sided Mann-Whitney U over the per-window percentiles of baseline vs candidate runs (pooled), "
+    "p < {alpha} and effect size A (P(candidate window worse)) >= {min_effect}"
 )
+METHOD_FIXED = "absolute and ratio rules judge the {judge} over the candidate runs"
+
+
+def describe_method(alpha: float, min_effect: float, judges: Sequence[str], relative: bool) -> str:
+    """The judging method in one sentence, as printed with every report."""
+    fixed = METHOD_FIXED.format(judge=" or ".join(judges) or "median")
+    return (METHOD_RELATIVE.format(alpha=alpha, min_effect=min_effect) + "; " + fixed) if relative else fixed
+
+
 _LATENCY = re.compile(r"^modes\.([A-Za-z0-9_]+)\.latency_ms\.(p\d+)$")
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.gate import _baseline
 from bench.gate_eval import RuleConfigError, evaluate
-from bench.gate_inputs import Summary
+from bench.gate_inputs import GateInputError, Summary
 from bench.gate_rules import RatioRule, RulesError, load_rules, parse_rules
 from bench.gate_stats import infer_windows_path, noise_test, window_values
 from tests.fixtures.gate.synth import make_run
@@ -123,3 +124,16 @@ def test_relative_rule_needs_a_baseline() -> None:
     rules, _ = load_rules(None)
     with pytest.raises(RuleConfigError, match="compares against a baseline"):
         evaluate(rules, [summary(1)], [])
+
+
+def test_ratio_profile_needs_no_baseline_even_when_the_folder_has_only_a_readme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "reports" / "baseline").mkdir(parents=True)
+    (tmp_path / "reports" / "baseline" / "README.md").write_text("docs")
+    monkeypatch.chdir(tmp_path)
+    ci_rules, _ = load_rules(BENCH / "gates-ci.toml")
+    assert _baseline(None, ci_rules)[0] == []
+    default_rules, _ = load_rules(None)
+    with pytest.raises(GateInputError, match="no summary files in baseline reports/baseline"):
+        _baseline(None, default_rules)
