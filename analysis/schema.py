@@ -33,56 +33,56 @@ SUMMARY_FILE: Final = "summary.json"
 
 # Raw samples: CSV with exactly this header, one row per request, streamed as requests complete.
 SAMPLE_COLUMNS: Final = (
-    "intended_ts",  # when the request should have started (open model: its schedule; closed: = start_ts)
-    "start_ts",  # when it actually started
-    "latency_ms",  # from the actual start to the end of the response (what Locust reports, unrounded)
+    "intended_ts",           # when the request should have started (open model: its schedule; closed: = start_ts)
+    "start_ts",              # when it actually started
+    "latency_ms",            # from the actual start to the end of the response (what Locust reports, unrounded)
     "latency_corrected_ms",  # from the intended start: includes time spent waiting to be sent (no coordinated omission)
-    "mode",  # noop | sync | offload
-    "name",  # request name (templated path), e.g. "POST /offload/sources"
-    "status",  # HTTP status code, 0 when no response (connection error, timeout)
-    "ok",  # 1 when Locust counted a success, 0 when a failure (incl. semantic failures)
-    "error",  # short error text, empty when ok
-    "bytes",  # response body size
-    "job_id",  # offload: the job id from the 202 body; empty otherwise
-    "source_id",  # the created source id when known; empty otherwise
-    "model",  # closed | open
-    "proc",  # id of the load process that sent it
+    "mode",                  # noop | sync | offload
+    "name",                  # request name (templated path), e.g. "POST /offload/sources"
+    "status",                # HTTP status code, 0 when no response (connection error, timeout)
+    "ok",                    # 1 when Locust counted a success, 0 when a failure (incl. semantic failures)
+    "error",                 # short error text, empty when ok
+    "bytes",                 # response body size
+    "job_id",                # offload: the job id from the 202 body; empty otherwise
+    "source_id",             # the created source id when known; empty otherwise
+    "model",                 # closed | open
+    "proc",                  # id of the load process that sent it
 )
 
 # loadgen/<mode>-<proc>.json keys.
 LOADGEN_KEYS: Final = (
-    "proc",  # load process id (same as samples' proc)
-    "model",  # closed | open
-    "scheduled",  # open model: arrivals scheduled
-    "sent",  # requests started
-    "late",  # open model: sent later than scheduled by more than late_threshold_ms
-    "dropped",  # open model: never sent (max in flight reached, or run ended first)
+    "proc",             # load process id (same as samples' proc)
+    "model",            # closed | open
+    "scheduled",        # open model: arrivals scheduled
+    "sent",             # requests started
+    "late",             # open model: sent later than scheduled by more than late_threshold_ms
+    "dropped",          # open model: never sent (max in flight reached, or run ended first)
     "late_threshold_ms",
-    "cpu_percent",  # list of [ts, percent of one core] samples of this load process
+    "cpu_percent",      # list of [ts, percent of one core] samples of this load process
 )
 
 # queue/<mode>.csv header.
 QUEUE_COLUMNS: Final = (
     "ts",
-    "ready",  # ZCOUNT arq:queue -inf now_ms: runnable now
-    "deferred",  # in arq:queue with a future score (retry back-off or deferred)
-    "in_progress",  # arq:in-progress:* keys
-    "dlq",  # records parked in our dead-letter queue
-    "completed",  # jobs finished successfully so far (counter)
+    "ready",         # ZCOUNT arq:queue -inf now_ms: runnable now
+    "deferred",      # in arq:queue with a future score (retry back-off or deferred)
+    "in_progress",   # arq:in-progress:* keys
+    "dlq",           # records parked in our dead-letter queue
+    "completed",     # jobs finished successfully so far (counter)
 )
 
 # jobs/<mode>.jsonl: one object per job id that the API accepted during the run.
 JOB_KEYS: Final = (
     "job_id",
     "source_id",
-    "enqueued_ts",  # when the API accepted it (first enqueue)
-    "state",  # pending | running | done | dead | missing (no record found: a lost job unless explained)
-    "attempts",  # list of {"try": int, "start_ts": float, "end_ts": float | null, "outcome": str | null,
-    #          "error": str | null}; outcome in success | retry | dead | cancelled | null (never ended)
-    "done_ts",  # when it finished successfully, else null
-    "dead_ts",  # when it was parked in the DLQ, else null
-    "redrives",  # how many times it was re-driven from the DLQ
-    "executions",  # attempts started (counts re-executions after a crash)
+    "enqueued_ts",   # when the API accepted it (first enqueue)
+    "state",         # pending | running | done | dead | missing (no record found: a lost job unless explained)
+    "attempts",      # list of {"try": int, "start_ts": float, "end_ts": float | null, "outcome": str | null,
+                     #          "error": str | null}; outcome in success | retry | dead | cancelled | null (never ended)
+    "done_ts",       # when it finished successfully, else null
+    "dead_ts",       # when it was parked in the DLQ, else null
+    "redrives",      # how many times it was re-driven from the DLQ
+    "executions",    # attempts started (counts re-executions after a crash)
 )
 
 FAULT_KEYS: Final = ("name", "ts", "end_ts", "detail")
