@@ -187,6 +187,17 @@ class Capture:
             self._ticker.kill(block=True)
             self._ticker = None
         self.stats.sample_cpu()
+        self.stats.warn_if_behind()
+        if self.opts.model == "open":
+            st = self.stats
+            _log.info(
+                "open model (proc %s): %d arrivals scheduled, %d sent, %d late, %d dropped",
+                st.proc,
+                st.scheduled,
+                st.sent,
+                st.late,
+                st.dropped,
+            )
         if self.buffer is not None:
             self.buffer.flush()
             self.buffer = None

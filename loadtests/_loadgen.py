@@ -34,7 +34,7 @@ class LoadgenStats:
     _process: psutil.Process = field(default_factory=psutil.Process, repr=False)
     _primed: bool = False
     _warned: tuple[int, int] = (0, 0)
-    _warned_ts: float = field(default_factory=time.time)
+    _warned_ts: float = 0.0
 
     def sample_cpu(self) -> None:
         """Append [ts, percent of one core] since the previous call (the first call primes psutil)."""
@@ -44,21 +44,19 @@ class LoadgenStats:
         self._primed = True
 
     def warn_if_behind(self) -> None:
-        """Log (at most every WARN_EVERY_S) when arrivals were dropped or late since the last warning."""
+        """Log when arrivals were dropped or late since the last warning (at most every WARN_EVERY_S)."""
         now = time.time()
-        if now - self._warned_ts < WARN_EVERY_S:
+        if (self.late, self.dropped) == self._warned or now - self._warned_ts < WARN_EVERY_S:
             return
-        late, dropped = self.late - self._warned[0], self.dropped - self._warned[1]
-        if late or dropped:
-            _log.warning(
-                "load generator (proc %s) falling behind: %d arrivals dropped, %d late (> %.0f ms) "
-                "in the last %.0f s (raise --max-in-flight, add --processes, or lower --arrival-rate)",
-                self.proc,
-                dropped,
-                late,
-                self.late_threshold_ms,
-                now - self._warned_ts,
-            )
+        _log.warning(
+            "load generator (proc %s) falling behind: %d of %d arrivals dropped, %d sent late (> %.0f ms) so far "
+            "(raise --max-in-flight, add --processes, or lower --arrival-rate)",
+            self.proc,
+            self.dropped,
+            self.scheduled,
+            self.late,
+            self.late_threshold_ms,
+        )
         self._warned = (self.late, self.dropped)
         self._warned_ts = now
 

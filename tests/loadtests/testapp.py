@@ -3,8 +3,9 @@
 Environment knobs (read at import):
   TESTAPP_DELAY_MS        every request takes this long (a slow endpoint)
   TESTAPP_FREEZE_EVERY_S  with TESTAPP_FREEZE_S: a global freeze window of FREEZE_S seconds at the start of
-                          every FREEZE_EVERY_S seconds of wall time; a request arriving in it is held until
-                          the window ends (a stop-the-world pause of the server)
+                          every FREEZE_EVERY_S seconds of wall time (counted from TESTAPP_FREEZE_ORIGIN_TS, epoch
+                          s, default 0); a request arriving in it is held until the window ends (a
+                          stop-the-world pause of the server)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 DELAY_S = float(os.environ.get("TESTAPP_DELAY_MS", "0")) / 1000.0
 FREEZE_EVERY_S = float(os.environ.get("TESTAPP_FREEZE_EVERY_S", "0"))
 FREEZE_S = float(os.environ.get("TESTAPP_FREEZE_S", "0"))
+FREEZE_ORIGIN_TS = float(os.environ.get("TESTAPP_FREEZE_ORIGIN_TS", "0"))
 STATUS = {"noop": 201, "sync": 201, "offload": 202}
 
 
@@ -26,7 +28,7 @@ def freeze_left_s(now: float) -> float:
     """Seconds until the current freeze window ends (0 outside one)."""
     if FREEZE_EVERY_S <= 0 or FREEZE_S <= 0:
         return 0.0
-    into = now % FREEZE_EVERY_S
+    into = (now - FREEZE_ORIGIN_TS) % FREEZE_EVERY_S
     return FREEZE_S - into if into < FREEZE_S else 0.0
 
 

@@ -1,0 +1,115 @@
+"""Every request is captured exactly once: sample rows == Locust's own request count, however Locust runs.
+
+(Single-process runs are checked in test_smoke.py.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from service.redis_server import free_port
+from tests.loadtests.helpers import (
+    LOADTESTS,
+    LOCUST,
+    Server,
+    clean_env,
+    loadgen,
+    locust_cmd,
+    read_samples,
+    run_json,
+    run_locust,
+)
+
+
+def _check_counts(run_dir: Path, mode: str, procs: int) -> list[dict[str, str]]:
+    rows = read_samples(run_dir, mode)
+    info = run_json(run_dir)["modes"][mode]
+    assert len(rows) == info["locust_requests"] > 0, (len(rows), info)
+    assert info["samples"] == len(rows)
+    assert len({r["proc"] for r in rows}) == procs, "one sample file per load process, each used"
+    assert len(loadgen(run_dir, mode)) == procs
+    return rows
+
+
+def test_processes_2_open_model(testapp: Server, tmp_path: Path) -> None:
+    """--processes 2: the workers ship batches to the master, which writes one file per process."""
+    run_dir = tmp_path / "run"
+    out = run_locust(
+        testapp.url,
+        tmp_path,
+        "--processes",
+        "2",
+        "-t",
+        "3s",
+        "--arrival-rate",
+        "200",
+        "--arrival",
+        "constant",
+        "--run-dir",
+        str(run_dir),
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    _check_counts(run_dir, "noop", procs=2)
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["noop-0.csv", "noop-1.csv"]
+    gens = loadgen(run_dir, "noop")
+    assert all(g["model"] == "open" and g["sent"] > 0 for g in gens)
+    # the rate is split over the processes: together about 200/s, not 200/s each (margin: 2x either way)
+    sent_per_s = sum(g["sent"] for g in gens) / 3
+    assert 100 <= sent_per_s <= 400, gens
+    assert run_json(run_dir)["load"]["processes"] == 2
+
+
+def test_master_and_worker_with_a_shape(testapp: Server, tmp_path: Path) -> None:
+    """--master plus a separate --worker process (no shared options beyond the master's), with --shape step."""
+    run_dir = tmp_path / "run"
+    port = free_port()
+    master = subprocess.Popen(
+        locust_cmd(
+            testapp.url,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            "1",
+            "-u",
+            "4",
+            "-t",
+            "3s",
+            "--shape",
+            "step",
+            "--mode",
+            "sync",
+            "--run-dir",
+            str(run_dir),
+        ),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    worker = subprocess.Popen(
+        [*LOCUST, "-f", str(LOADTESTS), "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        master_out, _ = master.communicate(timeout=60)
+        worker_out, _ = worker.communicate(timeout=30)
+    finally:
+        for proc in (master, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert master.returncode == 0, master_out[-3000:]
+    assert worker.returncode == 0, worker_out[-3000:]
+    assert "Shape test completed" in master_out, master_out[-2000:]
+    rows = _check_counts(run_dir, "sync", procs=1)
+    assert {r["mode"] for r in rows} == {"sync"}, "the worker got --mode from the master"
+    assert run_json(run_dir)["load"]["shape"] == "step"

@@ -1,0 +1,103 @@
+"""The open model does not hide a server stall (coordinated omission) and counts what it could not send."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.loadtests.helpers import (
+    clean_env,
+    loadgen,
+    locust_cmd,
+    p99,
+    read_samples,
+    run_json,
+    run_locust,
+    start_testapp,
+)
+
+
+def test_freeze_shows_in_the_open_model_corrected_p99_but_not_in_the_closed_model(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    """A server that holds every request for up to 2 s once per 10 s, loaded open and closed at the same time."""
+    origin_ts = time.time() + 5.0  # first freeze 5-7 s from now: inside both runs (Locust starts in ~2 s)
+    env = {
+        "TESTAPP_FREEZE_EVERY_S": "10",
+        "TESTAPP_FREEZE_S": "2",
+        "TESTAPP_FREEZE_ORIGIN_TS": str(origin_ts),
+    }
+    open_app, closed_app = start_testapp(log_dir, **env), start_testapp(log_dir, **env)
+    open_dir, closed_dir = tmp_path / "open", tmp_path / "closed"
+    common = ("-t", "11s", "--run-dir")
+    procs = [
+        subprocess.Popen(
+            locust_cmd(open_app.url, *common, str(open_dir), "--arrival-rate", "40", "--arrival", "constant"),
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+        subprocess.Popen(
+            locust_cmd(closed_app.url, *common, str(closed_dir), "-u", "2", "-r", "10"),
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+    ]
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        open_app.stop()
+        closed_app.stop()
+    assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outs]
+
+    open_rows, closed_rows = read_samples(open_dir, "noop"), read_samples(closed_dir, "noop")
+    for rows, folder in ((open_rows, open_dir), (closed_rows, closed_dir)):
+        assert len(rows) == run_json(folder)["modes"]["noop"]["locust_requests"]
+    starts = [float(r["start_ts"]) for r in open_rows]
+    assert min(starts) < origin_ts and max(starts) > origin_ts + 2, "the freeze fell inside the open run"
+    # ~20 % of the open model's arrivals land in a 2 s freeze: its corrected p99 is about 2 s
+    assert p99(open_rows, "latency_corrected_ms") >= 1000
+    # the closed model's 2 users wait out the freeze with one request each: a handful of thousands of samples
+    assert p99(closed_rows, "latency_corrected_ms") < 1000
+    assert p99(closed_rows, "latency_ms") < 1000
+
+
+def test_late_and_dropped_arrivals_are_counted(log_dir: Path, tmp_path: Path) -> None:
+    """100/s against a 300 ms endpoint with at most 2 in flight: ~7/s can be sent, the rest is dropped."""
+    app = start_testapp(log_dir, TESTAPP_DELAY_MS="300")
+    run_dir = tmp_path / "run"
+    try:
+        out = run_locust(
+            app.url,
+            tmp_path,
+            "-t",
+            "3s",
+            "--arrival-rate",
+            "100",
+            "--arrival",
+            "constant",
+            "--max-in-flight",
+            "2",
+            "--run-dir",
+            str(run_dir),
+        )
+    finally:
+        app.stop()
+    assert out.returncode == 0, out.stdout[-3000:]
+    (gen,) = loadgen(run_dir, "noop")
+    assert gen["scheduled"] == gen["sent"] + gen["dropped"]
+    assert gen["dropped"] >= 100, gen  # ~280 expected
+    assert gen["sent"] <= 40, gen  # ~20 expected: 2 in flight x 3 s / 0.3 s
+    assert gen["late"] >= 0 and gen["late_threshold_ms"] == 20.0
+    assert len(read_samples(run_dir, "noop")) == run_json(run_dir)["modes"]["noop"]["locust_requests"]
+    assert "falling behind" in out.stdout
