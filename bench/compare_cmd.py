@@ -12,7 +12,15 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bench.compare_report import html, markdown, sections
-from bench.gate_inputs import GateInputError, load_summary
+from bench.gate_inputs import GateInputError, Summary, load_summary
+
+
+def _target(summary: Summary, mode: str) -> dict[str, float]:
+    """The latency target lines (fast_ms, slow_ms) the run's report used, when its summary has them."""
+    target = summary.data.get("modes", {}).get(mode, {}).get("target") or {}
+    out = {"fast_ms": 100.0, "slow_ms": 1000.0}
+    out.update({k: float(target[k]) for k in out if isinstance(target.get(k), int | float)})
+    return out
 
 
 def compare_command(
@@ -49,8 +57,9 @@ def compare_command(
         modes = list(dict.fromkeys([*curves_a, *curves_b]))
         plot_task = progress.add_task("plotting", total=len(modes))
         for mode in modes:
+            target = {**_target(b, mode), **_target(a, mode)}
             path = plot_overlay(
-                mode, curves_a.get(mode), curves_b.get(mode), folder / "plots" / f"{mode}.png"
+                mode, curves_a.get(mode), curves_b.get(mode), folder / "plots" / f"{mode}.png", **target
             )
             plots[mode] = path
             progress.advance(plot_task)

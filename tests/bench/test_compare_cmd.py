@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.compare_plots import curves
+import numpy as np
+
+from bench.compare_plots import curves, plot_overlay
 from bench.gate_inputs import load_summary
 from tests.fixtures.gate.synth import make_run, write_run
 
@@ -45,9 +47,16 @@ def test_curves_come_from_raw_samples_when_present(tmp_path: Path) -> None:
     from_samples = curves(load_summary(tmp_path / "with"), "A")
     from_summary = curves(load_summary(tmp_path / "without"), "B")
     assert from_samples["offload"].source == "samples" and from_summary["offload"].source == "summary"
-    p95 = from_samples["offload"].latency_ms[from_samples["offload"].percents.index(95.0)]
+    samples = from_samples["offload"].samples_ms
+    assert samples is not None and samples.size == summary["modes"]["offload"]["requests"]
+    p95 = float(np.percentile(samples, 95))
     assert abs(p95 - summary["modes"]["offload"]["latency_ms"]["p95"]) / p95 < 0.05
-    assert from_summary["offload"].percents == [50.0, 90.0, 95.0, 99.0, 99.9]
+    assert list(from_summary["offload"].points or {}) == [50.0, 90.0, 95.0, 99.0, 99.9]
+    # A run with samples and one without still plot together (the fallback draws summary points).
+    path = plot_overlay(
+        "offload", from_samples["offload"], from_summary["offload"], tmp_path / "p.png", 100, 1000
+    )
+    assert path.stat().st_size > 1000
 
 
 def test_compare_missing_run_is_a_usage_error(tmp_path: Path) -> None:
