@@ -7,7 +7,6 @@ left up to 99 arq:in-progress keys with a 310 s TTL (reproduced with a stock Wor
 from __future__ import annotations
 
 import signal
-import time
 
 import redis
 
@@ -89,14 +88,17 @@ def test_redis_restart_with_jobs_queued_all_complete(tmp_path, start_worker):
     server.start()
     try:
         c = redis.Redis.from_url(server.url)
-        job_ids = enqueue(server.url, [f"r{i}" for i in range(60)])
-        worker = start_worker(server.url, OFFLOAD_PAGES="2", OFFLOAD_IO_MS="40", OFFLOAD_MAX_JOBS="10")
+        job_ids = enqueue(server.url, [f"r{i}" for i in range(100)])
+        worker = start_worker(
+            server.url, OFFLOAD_PAGES="2", OFFLOAD_IO_MS="50", OFFLOAD_MAX_JOBS="5", OFFLOAD_JOB_TIMEOUT_S="2"
+        )
         wait_for(lambda: _completed(c) >= 5, 20, "first jobs done", worker)
+        queued_before = c.zcard("arq:queue")
+        assert queued_before > 20, "the restart must happen with jobs queued"
         c.close()
-        server.restart()
-        time.sleep(0.5)
+        server.restart()  # SIGTERM (AOF fsync) and start on the same port and data folder
         c = redis.Redis.from_url(server.url)
-        assert c.zcard("arq:queue") > 0, "jobs must still be queued after the restart (AOF)"
+        assert c.zcard("arq:queue") > 0, "queued jobs survive the restart (AOF)"
         wait_for(all_in_state(c, job_ids, "done"), 30, "all jobs done after the restart", worker)
         assert worker.proc.poll() is None, "the worker must survive the restart"
         assert worker.signal_and_wait() == 0
