@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.redis_server import free_port
+from service.redis_server import EmbeddedRedis, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,3 +120,14 @@ def start_api(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., ApiProce
 def api_url(start_api: Callable[..., ApiProcess]) -> str:
     """Base URL of a real API (uvicorn subprocess) with the fast work profile, on the test's Redis."""
     return start_api().url
+
+
+@pytest.fixture(scope="module")
+def shared_api_url(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One API per test module on the session Redis (not flushed between tests): for tests that only check
+    answers (validation, 404s), not Redis contents. Saves a uvicorn start per test."""
+    api = launch_api(redis_server.url, tmp_path_factory.mktemp("shared-api"))
+    try:
+        yield api.url
+    finally:
+        api.stop()

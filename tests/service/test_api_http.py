@@ -85,16 +85,16 @@ def test_offload_enqueues_one_job(api_url: str, redis_url: str) -> None:
         "too-many-extras",
     ],
 )
-def test_invalid_bodies_get_422_json(api_url: str, content: bytes, headers: dict[str, str]) -> None:
-    with httpx.Client(base_url=api_url) as c:
+def test_invalid_bodies_get_422_json(shared_api_url: str, content: bytes, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=shared_api_url) as c:
         for mode in ("noop", "sync", "offload"):
             code, body = _status_and_json(c.post(f"/{mode}/sources", content=content, headers=headers))
             assert code == 422, body
             assert body["detail"]
 
 
-def test_extra_fields_within_bound_are_accepted(api_url: str) -> None:
-    with httpx.Client(base_url=api_url) as c:
+def test_extra_fields_within_bound_are_accepted(shared_api_url: str) -> None:
+    with httpx.Client(base_url=shared_api_url) as c:
         resp = c.post("/noop/sources", json={**BODY, "kind": "google", "scopes": ["a", "b"]})
     assert resp.status_code == 201
 
@@ -126,8 +126,8 @@ def test_oversized_body_gets_413_by_length_and_by_stream(start_api) -> None:  # 
     r.close()
 
 
-def test_unknown_routes_and_ids_get_404_json(api_url: str) -> None:
-    with httpx.Client(base_url=api_url) as c:
+def test_unknown_routes_and_ids_get_404_json(shared_api_url: str) -> None:
+    with httpx.Client(base_url=shared_api_url) as c:
         for path in ("/nope", "/sources/0123456789abcdef", "/sources/" + "x" * 200):
             code, body = _status_and_json(c.get(path))
             assert code == 404 and body["detail"]
@@ -153,8 +153,8 @@ def test_idempotency_key_returns_same_source_and_one_job(
     r.close()
 
 
-def test_idempotency_key_length_is_validated(api_url: str) -> None:
-    with httpx.Client(base_url=api_url) as c:
+def test_idempotency_key_length_is_validated(shared_api_url: str) -> None:
+    with httpx.Client(base_url=shared_api_url) as c:
         resp = c.post("/offload/sources", json=BODY, headers={"Idempotency-Key": "k" * 201})
     assert resp.status_code == 422
 
