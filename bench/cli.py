@@ -42,10 +42,12 @@ def main() -> None:
 from bench import run_cmd, up_cmd  # noqa: E402, F401
 from bench.baseline import baseline_app  # noqa: E402
 from bench.compare_cmd import compare_command  # noqa: E402
+from bench.dlq_cmd import dlq_app  # noqa: E402
 from bench.gate import gate_command  # noqa: E402
 from bench.report_cmd import report_command  # noqa: E402
 
 app.command("gate")(gate_command)
 app.add_typer(baseline_app, name="baseline")
+app.add_typer(dlq_app, name="dlq")
 app.command("compare")(compare_command)
 app.command("report")(report_command)
