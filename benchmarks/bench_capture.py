@@ -1,0 +1,171 @@
+"""Benchmark: what raw-sample capture costs Locust. Max request rate with capture on vs off, side by side.
+
+    .venv/bin/python benchmarks/bench_capture.py [--rounds 6] [--duration-s 15] [--users 20] [--host URL]
+
+Starts an embedded Redis and the real API (`python -m service.api`) unless --host is given (or, with
+--server testapp, the minimal ASGI app of tests/loadtests/testapp.py), then alternates
+headless single-process Locust runs (closed model, POST /noop/sources, no wait) with `--capture on` and
+`--capture off` (ABBA order, so drift hits both alike). Each run's rate is Locust's own request count over the
+test's duration (run.json); the load process's CPU comes from loadgen/. Prints the ratio of the median rates
+on/off; goal >= 0.9 (issue 3). Exit 1 when below the goal. Meaningful only when Locust, not the API, is the
+bottleneck: check the Locust CPU column (near 100 % of a core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from service.redis_server import EmbeddedRedis, free_port
+
+GOAL = 0.9
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "OFFLOAD_")) and k != "REDIS_URL"
+    }
+    env.update(extra)
+    return env
+
+
+UVICORN = [
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "--host",
+    "127.0.0.1",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+]
+
+
+def start_server(cmd: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server on a free port; returns (process, base URL) once /healthz answers."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    if cmd[:3] == UVICORN[:3]:
+        cmd = [*cmd, "--port", str(port)]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=_env(**env, OFFLOAD_API_PORT=str(port), OFFLOAD_API_HOST="127.0.0.1"),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise SystemExit(f"error: the server did not start (log: {log})")
+
+
+def one_run(host: str, capture: str, duration_s: int, users: int, run_dir: Path) -> dict[str, Any]:
+    """One headless Locust run; its rate (req/s), request count and mean CPU of the load process."""
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(REPO / "loadtests"), "--host", host, "--headless",
+        "--only-summary", "-u", str(users), "-r", str(users), "-t", f"{duration_s}s", "--mode", "noop",
+        "--capture", capture, "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    out = subprocess.run(
+        cmd, env=_env(), capture_output=True, text=True, timeout=duration_s + 120, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"error: locust exited {out.returncode}: {out.stderr[-500:]}")
+    mode = json.loads((run_dir / "run.json").read_text())["modes"]["noop"]
+    loadgen = json.loads((run_dir / "loadgen" / "noop-0.json").read_text())
+    cpu = [p for _, p in loadgen["cpu_percent"]]
+    return {
+        "capture": capture,
+        "requests": mode["locust_requests"],
+        "rate": mode["locust_requests"] / (mode["end_ts"] - mode["start_ts"]),
+        "cpu": statistics.mean(cpu) if cpu else float("nan"),
+    }
+
+
+def main() -> int:
+    """Alternate capture on/off runs and print the ratio of the median rates."""
+    parser = argparse.ArgumentParser(description="Locust max rate with raw-sample capture on vs off")
+    parser.add_argument("--rounds", type=int, default=6, help="runs per setting (even: ABBA pairs)")
+    parser.add_argument("--duration-s", type=int, default=15, help="length of each run")
+    parser.add_argument("--users", type=int, default=20, help="closed-model users (no wait time)")
+    parser.add_argument("--host", default="", help="an API already running (default: start one)")
+    parser.add_argument(
+        "--server", choices=("api", "testapp"), default="api",
+        help="what to start without --host: the real API (+ Redis) or the minimal ASGI test app (faster, so "
+        "Locust rather than the server is the bottleneck)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    console = Console()
+    results: list[dict[str, Any]] = []
+    order = [("on", "off") if i % 2 == 0 else ("off", "on") for i in range(args.rounds)]
+    with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp_text:
+        tmp = Path(tmp_text)
+        redis_server = api = None
+        host = args.host
+        try:
+            if not host and args.server == "testapp":
+                api, host = start_server([*UVICORN, "tests.loadtests.testapp:app"], {}, tmp / "api.log")
+            elif not host:
+                redis_server = EmbeddedRedis(tmp / "redis")
+                redis_server.start()
+                api, host = start_server(
+                    [sys.executable, "-m", "service.api"],
+                    {"OFFLOAD_REDIS_URL": redis_server.url},
+                    tmp / "api.log",
+                )
+            with Progress(console=console) as progress:
+                task = progress.add_task("capture on/off runs", total=2 * args.rounds)
+                for i, pair in enumerate(order):
+                    for capture in pair:
+                        results.append(
+                            one_run(host, capture, args.duration_s, args.users, tmp / f"r{i}-{capture}")
+                        )
+                        progress.advance(task)
+        finally:
+            if api is not None:
+                api.terminate()
+                api.wait(30)
+            if redis_server is not None:
+                redis_server.cleanup()
+    table = Table(title=f"Locust max rate, POST /noop/sources, {args.users} users, {args.duration_s} s runs")
+    for column in ("run", "capture", "requests", "req/s", "Locust CPU %"):
+        table.add_column(column, justify="right")
+    for n, r in enumerate(results, 1):
+        table.add_row(str(n), r["capture"], f"{r['requests']:,}", f"{r['rate']:,.0f}", f"{r['cpu']:.0f}")
+    console.print(table)
+    on = statistics.median(r["rate"] for r in results if r["capture"] == "on")
+    off = statistics.median(r["rate"] for r in results if r["capture"] == "off")
+    ratio = on / off
+    verdict = "meets" if ratio >= GOAL else "BELOW"
+    print(
+        f"median req/s: capture on {on:,.0f}, off {off:,.0f}; ratio on/off {ratio:.3f} ({verdict} the {GOAL} goal)"
+    )
+    return 0 if ratio >= GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The pure parts of loadtests/ (no Locust, no gevent): arrival schedules, shapes, payload mix, options."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtests._arrivals import arrival_times, per_stream_cap, stream_seed
+from loadtests._options import load_options
+from loadtests._payload import PayloadMaker, parse_mix
+from loadtests._stages import users_at
+from tests.loadtests.helpers import run_locust
+
+
+def test_constant_arrivals_are_evenly_spaced_from_a_seeded_phase() -> None:
+    times = list(itertools.islice(arrival_times(50.0, "constant", seed=1, start_ts=1000.0), 500))
+    assert 1000.0 <= times[0] < 1000.02
+    assert np.allclose(np.diff(times), 0.02)
+    again = list(itertools.islice(arrival_times(50.0, "constant", seed=1, start_ts=1000.0), 500))
+    assert times == again
+
+
+def test_poisson_arrivals_have_the_rate_and_are_reproducible() -> None:
+    times = np.array(list(itertools.islice(arrival_times(200.0, "poisson", seed=7, start_ts=0.0), 20_000)))
+    gaps = np.diff(times)
+    assert abs(1 / gaps.mean() - 200.0) < 10  # 5 % of the rate; sd of the estimate is ~0.7 %
+    assert 0.9 < gaps.std() / gaps.mean() < 1.1  # exponential gaps: coefficient of variation 1
+    same = list(itertools.islice(arrival_times(200.0, "poisson", seed=7, start_ts=0.0), 100))
+    other = list(itertools.islice(arrival_times(200.0, "poisson", seed=8, start_ts=0.0), 100))
+    assert same == list(times[:100]) and same != other
+
+
+def test_bad_arrival_parameters_are_rejected() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        next(arrival_times(0.0, "constant", 1, 0.0))
+    with pytest.raises(ValueError, match="arrival"):
+        next(arrival_times(1.0, "bursty", 1, 0.0))
+
+
+def test_streams_split_the_cap_and_get_distinct_seeds() -> None:
+    assert per_stream_cap(1000, 4) == 250 and per_stream_cap(2, 4) == 1 and per_stream_cap(10, 3) == 4
+    seeds = {stream_seed(42, proc, stream) for proc in range(4) for stream in range(50)}
+    assert len(seeds) == 200
+
+
+def test_shapes_are_stage_data_scaled_to_users_and_run_time() -> None:
+    assert [users_at("step", t, 100.0, 8) for t in (0, 30, 60, 90)] == [2, 4, 6, 8]
+    assert users_at("constant", 50, 100.0, 5) == 5
+    assert users_at("spike", 50, 100.0, 10) == 10 and users_at("spike", 10, 100.0, 10) == 2
+    ramp = [users_at("ramp", t, 100.0, 10) for t in range(0, 100, 10)]
+    assert ramp == sorted(ramp) and ramp[-1] == 10
+    assert users_at("step", 100.0, 100.0, 8) is None  # over: the shape ends the test
+    with pytest.raises(ValueError, match="unknown shape"):
+        users_at("zigzag", 0, 10, 1)
+
+
+def test_payload_mix_is_parsed_normalised_and_bounded() -> None:
+    assert parse_mix("small=8,medium=2") == {"small": 0.8, "medium": 0.2}
+    assert parse_mix("large") == {"large": 1.0}
+    for bad, match in (("tiny=1", "unknown payload"), ("small=x", "bad weight"), ("small=0", "positive")):
+        with pytest.raises(ValueError, match=match):
+            parse_mix(bad)
+    maker = PayloadMaker(parse_mix("small=1,large=1"), seed=3, prefix="t")
+    bodies = [maker.make() for _ in range(200)]
+    sizes = {len(json.dumps(b)) for b in bodies}
+    assert min(sizes) < 100 and 8_192 < max(sizes) < 16_384  # the API's default body limit is 16 KiB
+    assert len({b["name"] for b in bodies}) == 200
+    assert all(len(b["user_id"]) <= 64 for b in bodies)
+
+
+def _parsed(**overrides: object) -> Namespace:
+    base = {
+        "mode": "offload",
+        "arrival_rate": 10.0,
+        "arrival": "poisson",
+        "seed": 1,
+        "max_in_flight": 5,
+        "late_threshold_ms": 20.0,
+        "shape": "",
+        "payload_mix": "small",
+        "run_dir": "",
+        "redis_url": "",
+        "drain_timeout_s": 5.0,
+        "capture": "on",
+        "ob_streams": 0,
+    }
+    base.update(overrides)
+    return Namespace(**base)
+
+
+def test_options_validate_with_one_line_messages() -> None:
+    opts = load_options(_parsed())
+    assert opts.model == "open" and opts.path == "/offload/sources" and opts.streams == 1
+    assert load_options(_parsed(arrival_rate=0.0)).model == "closed"
+    for field, value, match in (
+        ("arrival_rate", -1.0, "arrival-rate"),
+        ("max_in_flight", 0, "max-in-flight"),
+        ("drain_timeout_s", -1.0, "drain-timeout"),
+        ("payload_mix", "", "payload-mix"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            load_options(_parsed(**{field: value}))
+
+
+def test_a_bad_option_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    out = run_locust("http://127.0.0.1:9", tmp_path, "-t", "1s", "--payload-mix", "tiny=1", timeout_s=30)
+    assert out.returncode == 2, out.stdout[-2000:]
+    assert "error: unknown payload kind 'tiny'" in out.stdout
+    assert "Traceback" not in out.stdout
