@@ -53,6 +53,11 @@ def _check_comparable(candidates: list[Summary], baseline: list[Summary], force:
             "use the same load parameters as the baseline, or --force to compare anyway",
         )
     warnings = [f"compared despite: {p}" for p in problems]
+    warnings += [
+        f"run {s.run_id} is {s.run.get('status')}, not complete: its figures may be partial"
+        for s in candidates + baseline
+        if s.run.get("status") not in (None, "complete")
+    ]
     machines = {_machine(s) for s in baseline} | {_machine(s) for s in candidates}
     if baseline and len(machines) > 1:
         # Not refused: CI runners differ by design; but relative and absolute figures then compare machines too.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.gate import _baseline
+from bench.gate import _baseline, _check_comparable
 from bench.gate_eval import RuleConfigError, evaluate
 from bench.gate_inputs import GateInputError, Summary
 from bench.gate_rules import RatioRule, RulesError, load_rules, parse_rules
@@ -137,3 +137,13 @@ def test_ratio_profile_needs_no_baseline_even_when_the_folder_has_only_a_readme(
     default_rules, _ = load_rules(None)
     with pytest.raises(GateInputError, match="no summary files in baseline reports/baseline"):
         _baseline(None, default_rules)
+
+
+def test_partial_runs_and_other_machines_are_warned_about() -> None:
+    partial = summary(2)
+    partial.data["run"]["status"] = "interrupted"
+    partial.data["run"]["meta"]["cpu_count"] = 8
+    warnings = _check_comparable([partial], [summary(1)], force=False)
+    assert any("run synth-2 is interrupted, not complete" in w for w in warnings)
+    assert any("different machines (synth-host/2 CPUs, synth-host/8 CPUs)" in w for w in warnings)
+    assert _check_comparable([summary(3)], [summary(1)], force=False) == []
