@@ -6,12 +6,14 @@ Factory: `create_app(settings)`; also `uvicorn --factory service.api:create_app`
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -102,7 +104,16 @@ def main() -> None:
     """Serve the API with uvicorn on settings.api_host:api_port (access log off: it costs CPU under load)."""
     import uvicorn
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        sys.stderr.write(
+            f"error: invalid API settings: {problems} (see the OFFLOAD_* environment variables)\n"
+        )
+        sys.exit(2)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -27,7 +27,7 @@ from service.enqueue import enqueue_backfill
 from service.metrics import Registry, render
 from service.models import JobAccepted, SourceCreated, SourceIn, SourceOut
 from service.settings import Settings
-from service.sources import claim_idempotency, create_source, new_id, read_source, source_fields
+from service.sources import create_source, new_id, read_source, source_fields
 
 log = logging.getLogger("service.api")
 router = APIRouter()
@@ -54,7 +54,9 @@ async def _replay(redis: Redis, source_id: str) -> SourceCreated:
     """The answer to a repeated Idempotency-Key on noop/sync: the first request's source, as it is now."""
     raw = await read_source(redis, source_id)
     if raw is None:
-        raise HTTPException(409, "the request with this Idempotency-Key did not complete; use a new key")
+        raise HTTPException(
+            409, "the request with this Idempotency-Key expired or did not complete; use a new key"
+        )
     if raw.get("state") in _IN_FLIGHT_STATES:
         raise HTTPException(409, "a request with this Idempotency-Key is still in progress")
     if raw.get("state") == "dead":
@@ -76,13 +78,13 @@ async def create_noop(
     """Critical path only: validate, create the source record, answer. The floor."""
     st = _state(request)
     source_id = new_id()
-    if idempotency_key is not None:
-        prior = await claim_idempotency(
-            st.redis, f"noop:{idempotency_key}", source_id, st.settings.idempotency_ttl_s
-        )
-        if prior is not None:
-            return await _replay(st.redis, prior)
-    await create_source(st.redis, source_id, source_fields(body, "noop", "created"), st.settings.record_ttl_s)
+    scoped = f"noop:{idempotency_key}" if idempotency_key is not None else None
+    fields = source_fields(body, "noop", "created")
+    prior = await create_source(
+        st.redis, source_id, fields, st.settings.record_ttl_s, scoped, st.settings.idempotency_ttl_s
+    )
+    if prior is not None:
+        return await _replay(st.redis, prior)
     return SourceCreated(source_id=source_id, state="created")
 
 
@@ -94,11 +96,11 @@ async def create_sync(
     st = _state(request)
     cfg = st.settings
     source_id = new_id()
-    if idempotency_key is not None:
-        prior = await claim_idempotency(st.redis, f"sync:{idempotency_key}", source_id, cfg.idempotency_ttl_s)
-        if prior is not None:
-            return await _replay(st.redis, prior)
-    await create_source(st.redis, source_id, source_fields(body, "sync", "pending"), cfg.record_ttl_s)
+    scoped = f"sync:{idempotency_key}" if idempotency_key is not None else None
+    fields = source_fields(body, "sync", "pending")
+    prior = await create_source(st.redis, source_id, fields, cfg.record_ttl_s, scoped, cfg.idempotency_ttl_s)
+    if prior is not None:
+        return await _replay(st.redis, prior)
     result: BackfillResult | None = None
     for attempt in range(1, cfg.max_tries + 1):
         try:

@@ -34,13 +34,33 @@ def source_fields(
 
 
 async def create_source(
-    redis: Redis, source_id: str, fields: dict[str, str | int | float], ttl_s: int
-) -> None:
-    """HSET the source record with a TTL in one round trip."""
+    redis: Redis,
+    source_id: str,
+    fields: dict[str, str | int | float],
+    ttl_s: int,
+    idempotency_key: str | None = None,
+    idempotency_ttl_s: int = 86_400,
+) -> str | None:
+    """HSET the source record with a TTL (and claim the scoped Idempotency-Key) in one round trip.
+
+    Returns None when created, else the source id of the first request that used the key (then nothing of
+    ours is kept). The key and the source appear together, so a replay never points at a missing source.
+    """
+    source_key = keys.source(source_id)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.source(source_id), mapping=fields)
-        pipe.expire(keys.source(source_id), ttl_s)
-        await pipe.execute()
+        if idempotency_key is not None:
+            value = json.dumps({"source_id": source_id})
+            pipe.set(keys.idempotency(idempotency_key), value, nx=True, ex=idempotency_ttl_s)
+        pipe.hset(source_key, mapping=fields)
+        pipe.expire(source_key, ttl_s)
+        results = await pipe.execute()
+    if idempotency_key is None or results[0]:
+        return None
+    async with redis.pipeline(transaction=False) as pipe:  # lost the race: drop our copy, read theirs
+        pipe.delete(source_key)
+        pipe.get(keys.idempotency(idempotency_key))
+        _, prior = await pipe.execute()
+    return str(json.loads(prior)["source_id"]) if prior is not None else None
 
 
 async def read_source(redis: Redis, source_id: str) -> dict[str, Any] | None:
@@ -49,18 +69,6 @@ async def read_source(redis: Redis, source_id: str) -> dict[str, Any] | None:
     if not raw:
         return None
     return {_text(k): _text(v) for k, v in raw.items()}
-
-
-async def claim_idempotency(redis: Redis, scoped_key: str, source_id: str, ttl_s: int) -> str | None:
-    """SET NX the key -> {source_id}; None when claimed now, else the first request's source id."""
-    key = keys.idempotency(scoped_key)
-    claimed = await redis.set(key, json.dumps({"source_id": source_id}), nx=True, ex=ttl_s)
-    if claimed:
-        return None
-    prior = await redis.get(key)
-    if prior is None:  # expired between the two calls: treat as ours
-        return None
-    return str(json.loads(prior)["source_id"])
 
 
 def _text(value: bytes | str) -> str:
