@@ -22,13 +22,13 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from analysis.rundir import create_run_dir, run_metadata, update_run_json
-from analysis.schema import RUN_FILE, RUN_SCHEMA_VERSION
+from analysis.rundir import update_run_json
 from loadtests._arrivals import per_stream_cap
 from loadtests._capture import SAMPLES_MESSAGE, Row, SampleBuffer, SampleFiles, job_ids, make_row
 from loadtests._jobside import JobSide, connect
 from loadtests._loadgen import LOADGEN_MESSAGE, LoadgenStats, write_loadgen
 from loadtests._options import LoadOptions, add_arguments, load_options
+from loadtests._runfolder import build_report, open_run_dir, start_patch
 
 FLUSH_EVERY_S: Final = 0.5
 _log = logging.getLogger("loadtests")
@@ -91,44 +91,11 @@ class Capture:
     def _begin_run(self) -> None:
         opts, parsed = self.opts, self.env.parsed_options
         self.tests += 1
-        if self.tests == 1 and opts.run_dir:
-            self.run_dir, self.created_run_dir = Path(opts.run_dir), False
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not (self.run_dir / RUN_FILE).exists():
-                update_run_json(
-                    self.run_dir,
-                    {
-                        "schema_version": RUN_SCHEMA_VERSION,
-                        "run_id": self.run_dir.name,
-                        "created_ts": time.time(),
-                        "status": "running",
-                        "meta": run_metadata(),
-                        "modes": {},
-                        "notes": [],
-                    },
-                )
-        else:
-            self.run_dir, self.created_run_dir = create_run_dir(), True
+        # only the first test of a process may use --run-dir: a later one (web UI) gets its own folder
+        self.run_dir, self.created_run_dir = open_run_dir(opts.run_dir if self.tests == 1 else "")
         self.start_ts, self.end_ts, self.finished = time.time(), None, False
         processes = self.runner.worker_count if self.is_master else 1
-        update_run_json(
-            self.run_dir,
-            {
-                "load": {
-                    "model": opts.model,
-                    "users": parsed.num_users,
-                    "spawn_rate": parsed.spawn_rate,
-                    "arrival_rate": opts.arrival_rate or None,
-                    "arrival": opts.arrival,
-                    "shape": opts.shape or None,
-                    "duration_s": parsed.run_time,
-                    "processes": processes,
-                    "max_in_flight": opts.max_in_flight,
-                    "seed": opts.seed,
-                },
-                "modes": {opts.mode: {"start_ts": self.start_ts, "host": self.env.host}},
-            },
-        )
+        update_run_json(self.run_dir, start_patch(opts, parsed, processes, self.start_ts, self.env.host))
         self.files = SampleFiles(self.run_dir)
         self.jobside = None
         if opts.mode == "offload":
@@ -187,7 +154,6 @@ class Capture:
             self._ticker.kill(block=True)
             self._ticker = None
         self.stats.sample_cpu()
-        self.stats.warn_if_behind()
         if self.opts.model == "open":
             st = self.stats
             _log.info(
@@ -240,6 +206,7 @@ class Capture:
         total = self.env.stats.total
         samples = files.count(opts.mode)
         files.close()
+        self.files = None  # a worker batch arriving after this is reported, not written to a closed file
         patch_mode.update(
             start_ts=self.start_ts,
             end_ts=end_ts,
@@ -257,22 +224,6 @@ class Capture:
         _log.info("run folder complete: %s (%d samples)", run_dir, samples)
         if self.created_run_dir:
             build_report(run_dir)
-
-
-def build_report(run_dir: Path) -> None:
-    """Build the run's report with analysis, or say which command does it."""
-    hint = f"build the report with: offload-bench report {run_dir}"
-    try:
-        from analysis.report import build_report as analysis_build_report
-    except ImportError:
-        _log.info(hint)
-        return
-    try:
-        analysis_build_report(run_dir)
-    except Exception as exc:  # the load ran fine; a report problem must not lose the run
-        _log.warning("report not built (%s): %s", exc, hint)
-        return
-    _log.info("report: %s", run_dir / "report.html")
 
 
 _CAPTURE: Capture | None = None
