@@ -107,13 +107,11 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate sample tables, keeping categorical columns categorical (plain concat makes them object)."""
     if len(frames) == 1:
         return frames[0]
-    # an all-empty column reads with object-typed categories: make every file's categories strings
+    # an all-empty column reads with object-typed (empty) categories, others str: make them all str
     cats = {}
     for c in frames[0].columns:
         if c in _CATEGORICAL:
-            parts: list[Any] = [
-                f[c].cat.rename_categories(list(f[c].cat.categories.astype(str))) for f in frames
-            ]
+            parts: list[Any] = [f[c].cat.set_categories(f[c].cat.categories.astype("str")) for f in frames]
             cats[c] = union_categoricals(parts)
     out = pd.concat([f.drop(columns=list(cats)) for f in frames], ignore_index=True)
     for c, values in cats.items():

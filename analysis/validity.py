@@ -48,10 +48,12 @@ def check(data: RunData, modes: dict[str, dict[str, Any]], percentile: str, th: 
         if summary.get("partial"):
             continue  # load already said why
         n = summary["requests"]
-        for key, enough in summary["enough_samples"].items():
-            if not enough:
-                line = f"{mode}: {n} samples are too few for {key} (needs >= {th.min_samples(key)})"
-                (notes if PERCENTILES[key] <= headline_q else info).append(line)
+        short = [k for k, enough in summary["enough_samples"].items() if not enough]
+        for keys, where in (([k for k in short if PERCENTILES[k] <= headline_q], notes),
+                            ([k for k in short if PERCENTILES[k] > headline_q], info)):  # fmt: skip
+            if keys:
+                need = ", ".join(f"{k} needs {th.min_samples(k):,}" for k in keys)
+                where.append(f"{mode}: {n:,} samples are too few for {', '.join(keys)} ({need})")
         rate = summary["error_rate"]
         if rate is not None and rate > th.error_rate_max:
             notes.append(f"{mode}: error rate {rate:.2%} over {th.error_rate_max:.2%}")
@@ -75,8 +77,6 @@ def check(data: RunData, modes: dict[str, dict[str, Any]], percentile: str, th: 
                     f"{mode}: queue backlog grew {slope:.1f} jobs/s through the load: the arrival rate is not "
                     "sustainable by the workers (end-to-end numbers keep growing with run length)"
                 )
-            if jobs.get("backlog_end") and jobs.get("drain_s") is None:
-                info.append(
-                    f"{mode}: backlog of {jobs['backlog_end']} job(s) had not drained when sampling stopped"
-                )
+            if jobs.get("backlog_last") and jobs.get("drain_s") is None:
+                info.append(f"{mode}: {jobs['backlog_last']} job(s) still queued when queue sampling stopped")
     return {"valid": not notes, "notes": notes, "info": info}

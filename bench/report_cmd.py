@@ -52,6 +52,12 @@ def report_command(
         except RunDataError as exc:
             progress.stop()
             fail(str(exc))
+        except Exception as exc:  # a bug, but people get one line, not a traceback
+            progress.stop()
+            fail(
+                f"could not analyse {run_dir}: {type(exc).__name__}: {exc}",
+                "a bug in offload-bench: please report it",
+            )
     target = out or run_dir
     for mode, m in summary["modes"].items():
         lat, verdict = m["latency_ms"], m["target"]["verdict"]

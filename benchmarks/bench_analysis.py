@@ -37,7 +37,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         run_dir = args.keep or Path(tmp) / "run"
         t0 = time.perf_counter()
-        write_synthetic_run(run_dir, samples_per_mode=counts, procs=args.procs, duration_s=600.0, warmup_s=10.0)
+        write_synthetic_run(
+            run_dir, samples_per_mode=counts, procs=args.procs, duration_s=600.0, warmup_s=10.0
+        )
         print(f"generated {args.samples:,} samples in {time.perf_counter() - t0:.1f} s: {run_dir}")
         cli = REPO / ".venv" / "bin" / "offload-bench"
         cmd = [str(cli) if cli.exists() else "offload-bench", "report", str(run_dir)]
@@ -51,7 +53,9 @@ def main() -> int:
         print(f"report failed (exit {proc.returncode}):\n{err}", file=sys.stderr)
         return 2
     ok = wall_s <= BUDGET_S and rss_mb <= BUDGET_RSS_MB
-    print(f"report: {wall_s:.2f} s (budget {BUDGET_S:g} s), peak RSS {rss_mb:,.0f} MB (budget {BUDGET_RSS_MB:,.0f} MB)")
+    print(
+        f"report: {wall_s:.2f} s (budget {BUDGET_S:g} s), peak RSS {rss_mb:,.0f} MB (budget {BUDGET_RSS_MB:,.0f} MB)"
+    )
     print("PASS" if ok else "FAIL: over budget")
     return 0 if ok else 1
 

@@ -1,0 +1,72 @@
+"""Offload reconciliation on the golden run: every accepted job accounted for, lost ones counted, never hidden."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.report import build_report
+from tests.analysis.runs import GOLDEN
+from tests.fixtures import make_golden
+
+
+@pytest.fixture(scope="module")
+def golden_summary(tmp_path_factory):
+    return build_report(GOLDEN, out_dir=tmp_path_factory.mktemp("golden-report"))
+
+
+def test_reconciliation_counts_read_back_exactly(golden_summary):
+    jobs = golden_summary["modes"]["offload"]["jobs"]
+    assert {k: jobs[k] for k in make_golden.EXPECTED} == make_golden.EXPECTED
+    # the fates partition what the API accepted
+    assert jobs["completed"] + jobs["dead_lettered"] + jobs["pending"] + jobs["lost"] == jobs["accepted"]
+    assert sorted(jobs["lost_ids_sample"]) == ["j12", "j13"]
+
+
+def test_lost_jobs_are_shown_in_every_output(golden_summary, tmp_path):
+    out = tmp_path / "r"
+    build_report(GOLDEN, out_dir=out)
+    assert any("2 accepted job(s) lost" in n for n in golden_summary["validity"]["info"])
+    md = (out / "report.md").read_text()
+    offload_row = next(line for line in md.splitlines() if line.startswith("| offload |"))
+    assert offload_row.rstrip(" |").endswith("2")  # the headline's lost-jobs column
+    assert "j12" in (out / "report.html").read_text()
+
+
+def test_queue_wait_and_end_to_end_percentiles(golden_summary):
+    records = [json.loads(line) for line in (GOLDEN / "jobs" / "offload.jsonl").read_text().splitlines()]
+    accepted = {f"j{k:02d}" for k in range(1, 14)}
+    done = [r for r in records if r["job_id"] in accepted and r["state"] == "done"]
+    e2e = np.array([(r["done_ts"] - r["enqueued_ts"]) * 1000 for r in done])
+    waits = np.array(
+        [
+            (r["attempts"][0]["start_ts"] - r["enqueued_ts"]) * 1000
+            for r in records
+            if r["job_id"] in accepted and r["attempts"]
+        ]
+    )
+    jobs = golden_summary["modes"]["offload"]["jobs"]
+    for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+        assert jobs["e2e_ms"][key] == pytest.approx(np.percentile(e2e, q, method="inverted_cdf"))
+        assert jobs["queue_wait_ms"][key] == pytest.approx(np.percentile(waits, q, method="inverted_cdf"))
+
+
+def test_comparison_puts_sync_latency_beside_offload_end_to_end(golden_summary):
+    cmp_ = golden_summary["comparison"]
+    modes = golden_summary["modes"]
+    for key in ("p50", "p95", "p99"):
+        assert cmp_["api_speedup"][key] == pytest.approx(
+            modes["sync"]["latency_ms"][key] / modes["offload"]["latency_ms"][key]
+        )
+        assert cmp_["work_wait_ms"]["sync"][key] == modes["sync"]["latency_ms"][key]
+        assert cmp_["work_wait_ms"]["offload_e2e"][key] == modes["offload"]["jobs"]["e2e_ms"][key]
+
+
+def test_golden_fixture_is_what_the_script_writes(tmp_path):
+    fresh = make_golden.write(tmp_path / "golden_run")
+    committed = sorted(p.relative_to(GOLDEN) for p in GOLDEN.rglob("*") if p.is_file())
+    assert committed == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    for rel in committed:
+        assert (fresh / rel).read_bytes() == (GOLDEN / rel).read_bytes(), rel

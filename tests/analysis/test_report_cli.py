@@ -1,0 +1,129 @@
+"""Bad input through the real CLI (`offload-bench report` as a subprocess): one line, exit 2, no traceback;
+partial runs still produce what they can, marked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.analysis.runs import CLI, copy_golden
+
+
+def _report(*args):
+    proc = subprocess.Popen(
+        [str(CLI), "report", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = proc.communicate(timeout=90)
+    assert "Traceback" not in out + err
+    return proc.returncode, out, err
+
+
+def _assert_error(code, err, *words):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    for word in words:
+        assert word in lines[0]
+
+
+def test_good_run_writes_every_output(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    code, out, _ = _report(run_dir)
+    assert code == 0
+    assert out.strip().endswith("report.html")
+    for name in ("summary.json", "report.md", "report.html", "plots/latency_percentiles.png"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_missing_folder(tmp_path):
+    code, _, err = _report(tmp_path / "nope")
+    _assert_error(code, err, "does not exist")
+
+
+def test_folder_without_run_json(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    (run_dir / "run.json").unlink()
+    code, _, err = _report(run_dir)
+    _assert_error(code, err, "run.json")
+
+
+def test_wrong_schema_version(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    run = json.loads((run_dir / "run.json").read_text())
+    run["schema_version"] = 99
+    (run_dir / "run.json").write_text(json.dumps(run))
+    code, _, err = _report(run_dir)
+    _assert_error(code, err, "schema_version 99")
+
+
+def test_empty_sample_file_is_noted_and_the_rest_reported(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    (run_dir / "samples" / "offload-p1.csv").write_text("")
+    code, _, err = _report(run_dir)
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "samples/offload-p1.csv: empty file" in summary["validity"]["notes"]
+    assert summary["modes"]["offload"]["requests"] == 13  # p0's rows still count
+
+
+def test_all_sample_files_empty(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    for path in (run_dir / "samples").glob("*.csv"):
+        path.write_text("")
+    code, _, err = _report(run_dir)
+    _assert_error(code, err, "no samples")
+
+
+def test_truncated_sample_file_still_reports_marked(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    path = run_dir / "samples" / "noop-p0.csv"
+    path.write_bytes(path.read_bytes()[:-9])  # killed mid-write: the last row lost its tail
+    code, _, err = _report(run_dir)
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["modes"]["noop"]["requests"] == 29
+    assert any("noop-p0.csv: last line truncated" in n for n in summary["validity"]["notes"])
+    assert not summary["validity"]["valid"]
+    assert "warning:" in err
+
+
+def test_mode_without_samples_is_a_marked_partial_report(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    for path in (run_dir / "samples").glob("offload-*.csv"):
+        path.unlink()
+    code, _, err = _report(run_dir)
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    offload = summary["modes"]["offload"]
+    assert offload["partial"] is True and offload["requests"] == 0 and offload["latency_ms"]["p95"] is None
+    assert "mode offload: no samples (partial run)" in summary["validity"]["notes"]
+    assert summary["modes"]["sync"]["partial"] is False
+    assert "offload (partial)" in (run_dir / "report.md").read_text()
+    assert "offload: partial" in err
+
+
+def test_bad_header(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    (run_dir / "samples" / "sync-p0.csv").write_text("ts,latency\n1,2\n")
+    code, _, err = _report(run_dir)
+    _assert_error(code, err, "sync-p0.csv", "header")
+
+
+def test_unknown_percentile_and_negative_warmup(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    code, _, err = _report(run_dir, "--percentile", "p42")
+    _assert_error(code, err, "p42")
+    code, _, err = _report(run_dir, "--warmup-s", "-1")
+    _assert_error(code, err, "warmup")
+
+
+def test_options_percentile_warmup_and_out(tmp_path):
+    run_dir = copy_golden(tmp_path / "run")
+    out = tmp_path / "elsewhere"
+    code, _, err = _report(run_dir, "--percentile", "p50", "--warmup-s", "2", "--out", out)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warmup_s"] == 2.0
+    assert summary["modes"]["sync"]["target"]["percentile"] == "p50"
+    assert summary["modes"]["sync"]["requests"] == 22  # 30 samples 0.25 s apart: the first 8 are warm-up
+    assert not (run_dir / "summary.json").exists()
