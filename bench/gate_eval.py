@@ -155,9 +155,9 @@ def _relative(
     worse_pct = change_pct if rule.higher_is_worse else -change_pct
     exceeds = worse_pct > rule.tolerance_pct
     test = _noise(rule, cand, base, settings)
-    regression = exceeds and (test is None or test.significant)
+    regression = exceeds and (isinstance(test, str) or test.significant)
     sign = "+" if rule.higher_is_worse else "-"
-    noise_text = test.describe() if test is not None else "n/a (no per-window series: tolerance only)"
+    noise_text = test if isinstance(test, str) else test.describe()
     message = ""
     if regression:
         message = (
@@ -183,15 +183,18 @@ def _relative(
 
 def _noise(
     rule: RelativeRule, cand: list[Summary], base: list[Summary], settings: GateSettings
-) -> NoiseTest | None:
-    """The Mann-Whitney check over pooled per-window values, or None when there are too few windows."""
+) -> NoiseTest | str:
+    """The Mann-Whitney check over pooled per-window values, or why there is none (tolerance only)."""
     path = rule.windows or infer_windows_path(rule.metric, cand[0])
     if path is None:
-        return None
+        return "n/a (no per-window series: tolerance only)"
     base_windows = [v for s in base for v in window_values(s, path, settings.min_window_requests)]
     cand_windows = [v for s in cand for v in window_values(s, path, settings.min_window_requests)]
     if min(len(base_windows), len(cand_windows)) < settings.min_windows:
-        return None
+        return (
+            f"n/a (windows {len(base_windows)}/{len(cand_windows)}, need {settings.min_windows} a side: "
+            "tolerance only)"
+        )
     return noise_test(base_windows, cand_windows, rule.higher_is_worse, settings.alpha, settings.min_effect)
 
 

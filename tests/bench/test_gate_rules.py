@@ -147,3 +147,12 @@ def test_partial_runs_and_other_machines_are_warned_about() -> None:
     assert any("run synth-2 is interrupted, not complete" in w for w in warnings)
     assert any("different machines (synth-host/2 CPUs, synth-host/8 CPUs)" in w for w in warnings)
     assert _check_comparable([summary(3)], [summary(1)], force=False) == []
+
+
+def test_relative_rule_with_too_few_windows_says_so() -> None:
+    rules = parse_rules(
+        '[rules.p95]\nkind = "relative"\nmetric = "modes.offload.latency_ms.p95"\nmax_increase_pct = 25\n',
+        "r",
+    )
+    result = evaluate(rules, [summary(9, windows=3, shift_ms={"offload": 50.0})], [summary(1, windows=3)])[0]
+    assert result.status == "FAIL" and result.noise == "n/a (windows 3/3, need 5 a side: tolerance only)"
