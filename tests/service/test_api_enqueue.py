@@ -169,3 +169,20 @@ async def test_redrive_same_job_id_fresh_tries_and_stock_worker_reruns_it(redis_
     assert await redis.hget(keys.source("src-r"), "state") == "done"
     assert await redis.hget(keys.source("src-r"), "attempts") == "1"  # job_try counted from 1 again
     await redis.aclose()
+
+
+async def test_enqueue_is_one_round_trip(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    await _enqueue(redis, "warm", "warm")  # the first call may load the script (NOSCRIPT -> SCRIPT LOAD)
+    sent: list[str] = []
+    original = redis.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    redis.execute_command = counting  # type: ignore[method-assign]
+    await _enqueue(redis, "src-1", "job-1", idempotency_key="offload:one")
+    await _enqueue(redis, "src-2", "job-2", idempotency_key="offload:one")  # the idempotent replay too
+    assert sent == ["EVALSHA", "EVALSHA"]
+    await redis.aclose()
