@@ -45,7 +45,8 @@ def run_stream(
             due = t
             # always yield, even when behind: the spawned requests must get to run
             gevent.sleep(max(0.0, t - time.time()))
-            if stopping():
+            if stopping():  # graceful stop asked for while waiting: this arrival falls after the end
+                due = None
                 break
             stats.scheduled += 1
             due = None
