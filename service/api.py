@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import service.admin
 from service.jsonlog import log_config
@@ -85,11 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = "not found" if exc.status_code == 404 and exc.detail == "Not Found" else exc.detail
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def last_resort(request: Request, exc: Exception) -> JSONResponse:
