@@ -27,7 +27,7 @@ def compare_command(
     run_a: Annotated[Path, typer.Argument(help="run A (folder or summary.json), e.g. before / 2 workers")],
     run_b: Annotated[Path, typer.Argument(help="run B (folder or summary.json), e.g. after / 4 workers")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="report folder [default: reports/compare/<A>_vs_<B>]")
+        Path | None, typer.Option("--out", help="report folder (default: reports/compare/<A>_vs_<B>)")
     ] = None,
 ) -> None:
     """Render two runs side by side (tables and overlaid percentile curves) without judging them."""

@@ -96,11 +96,15 @@ def gate_command(
     baseline: Annotated[
         Path | None,
         typer.Option(
-            "--baseline", help="baseline folder (summary files + baseline.json) [default: reports/baseline]"
+            "--baseline", help="baseline folder (summary files + baseline.json) (default: reports/baseline)"
         ),
     ] = None,
     rules: Annotated[
-        Path | None, typer.Option("--rules", help="rules TOML file [default: the packaged bench/gates.toml]")
+        Path | None,
+        typer.Option(
+            "--rules",
+            help="rules TOML file (default: the packaged bench/gates.toml; bench/gates-ci.toml: ratio rules only)",
+        ),
     ] = None,
     force: Annotated[
         bool,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bench.gate_eval import RuleResult
 
@@ -25,9 +26,9 @@ def print_table(console: Console, results: list[RuleResult], title: str) -> None
     for column in ("rule", "metric", "baseline", "candidate", "limit", "noise / p-value", "verdict"):
         table.add_column(column, overflow="fold")
     for r in results:
-        table.add_row(
-            r.name, r.metric, r.baseline, r.candidate, r.limit, r.noise, f"[{_STYLE[r.status]}]{r.status}[/]"
-        )
+        # Text cells: names and labels come from the rules file and must not be read as rich markup.
+        cells = [Text(c) for c in (r.name, r.metric, r.baseline, r.candidate, r.limit, r.noise)]
+        table.add_row(*cells, Text(r.status, style=_STYLE[r.status]))
     console.print(table)
 
 
