@@ -1,7 +1,8 @@
 """Service fixtures: a real uvicorn API subprocess (`python -m service.api`) on a free loopback port.
 
 Usage: `api_url` for the default fast work profile, or `start_api(**env)` for custom settings, e.g.
-`start_api(OFFLOAD_PAGES="2", OFFLOAD_INJECT_DELAY_MS="50")`. Every process started here is stopped (SIGTERM,
+`start_api(OFFLOAD_PAGES="2", OFFLOAD_INJECT_DELAY_MS="50")`, `start_api(redis_url_override=url)` for another
+Redis; `shared_api_url` (module scope) for tests that only look at answers. Every process started here is stopped (SIGTERM,
 then SIGKILL) and waited on at teardown.
 """
 
