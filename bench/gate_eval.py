@@ -84,7 +84,7 @@ def _ratio(s: Summary, rule: RatioRule) -> float:
     return num / den
 
 
-def _judged(values: list[float], op: Op, judge: str) -> float:
+def _judged(values: list[float], op: Op, judge: str, limit: float) -> float:
     """The median over runs, or under judge='worst' the run that is furthest on the failing side."""
     if judge == "median":
         return float(statistics.median(values))
@@ -92,7 +92,7 @@ def _judged(values: list[float], op: Op, judge: str) -> float:
         return max(values)
     if op in (">=", ">"):
         return min(values)
-    return next((v for v in values if v != values[0]), values[0])
+    return next((v for v in values if v != limit), values[0])  # ==: any run that differs fails
 
 
 def _fixed(name: str, rule: AbsoluteRule | RatioRule, cand: list[Summary], base: list[Summary]) -> RuleResult:
@@ -110,7 +110,7 @@ def _fixed(name: str, rule: AbsoluteRule | RatioRule, cand: list[Summary], base:
     except MissingMetric:
         base_runs = []
     limit = float(rule.value)
-    value = _judged(per_run, rule.op, rule.judge)
+    value = _judged(per_run, rule.op, rule.judge, limit)
     ok = _OPS[rule.op](value, limit)
     if isinstance(rule, AbsoluteRule) and isinstance(rule.value, bool):
         unit = "bool"
