@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: time in-flight jobs get to finish")
     poll_delay_s: float = Field(0.05, gt=0, le=5)
     record_ttl_s: int = Field(86_400, ge=60, description="TTL of lifecycle records and source records")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="worker log level; WARNING drops the per-job started/succeeded lines (throughput)"
+    )
 
     work: WorkProfile = Field(default_factory=WorkProfile)
 

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.worker import Retry, RetryJob, Worker, func
+from pydantic import ValidationError
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -45,6 +47,22 @@ from service.settings import Settings
 
 ARQ_MAX_TRIES: Final = 1_000_000  # arq must never end a job itself: our wrapper parks it first
 HEARTBEAT_EVERY_S: Final = 1.0
+
+# Claim jobs the way arq's start_jobs does (still in the queue, due, not in progress elsewhere -> set the
+# in-progress key with the claim TTL), for a batch of ids in one round trip. Returns {id, score} pairs.
+CLAIM_LUA: Final = """
+local now, ttl, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now and redis.call('EXISTS', prefix .. id) == 0 then
+    redis.call('PSETEX', prefix .. id, ttl, '1')
+    out[#out + 1] = {id, score}
+  end
+end
+return out
+"""
 HEARTBEAT_TTL_S: Final = 5
 
 log = logging.getLogger("service.worker")
@@ -268,29 +286,50 @@ class GracefulWorker(Worker):
         self._drain_task: asyncio.Task[None] | None = None
         self._grace_deadline = 0.0
         self._outage_s = 0.0
+        self._claim: Any = None
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._slot_free.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim jobs one at a time, waiting for a free slot here so a shutdown stops further claims."""
-        for job_id_b in job_ids:
+        """Claim ready jobs in batches of free slots with one script call each, then start them.
+
+        arq claims one job per WATCH/EXISTS/ZSCORE/MULTI sequence (4 round trips, in its single main loop),
+        which caps a process near 1 / (4 RTT) jobs/s; the script does the same checks atomically per id.
+        Waiting for a free slot here (not in arq's semaphore) lets a shutdown stop further claims.
+        """
+        pending = [j.decode() for j in job_ids]
+        while pending:
             while self.job_counter >= self.max_jobs and self.allow_pick_jobs:
                 self._slot_free.clear()
                 await self._slot_free.wait()
             if not self.allow_pick_jobs:
                 return
-            job_id = job_id_b.decode()
-            before = self.tasks.get(job_id)
-            try:
-                await super().start_jobs([job_id_b])
-            except BaseException:
-                # arq took a slot before its claim pipeline failed (Redis gone): give the slot back
-                if self.tasks.get(job_id) is before:
-                    self.job_counter -= 1
-                    self.sem.release()
-                raise
+            batch, pending = (
+                pending[: self.max_jobs - self.job_counter],
+                pending[self.max_jobs - self.job_counter :],
+            )
+            if self._claim is None:
+                self._claim = self.pool.register_script(CLAIM_LUA)
+            claimed = await self._claim(
+                keys=[self.queue_name],
+                args=[
+                    int(time.time() * 1000),
+                    int(self.in_progress_timeout_s * 1000),
+                    in_progress_key_prefix,
+                    *batch,
+                ],
+            )
+            for raw_id, raw_score in claimed:
+                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                await (
+                    self.sem.acquire()
+                )  # never blocks: job_counter < max_jobs < the semaphore's max_jobs + 1
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
 
     async def _poll_iteration(self) -> None:
         try:
@@ -404,10 +443,14 @@ def main() -> int:
     """`python -m service.worker`: run one worker until SIGTERM/SIGINT; 0 on a clean stop."""
     try:
         settings = Settings()
-    except ValueError as exc:
-        print(f"error: invalid worker settings: {exc}".replace("\n", " "), file=sys.stderr)  # noqa: T201
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        where = f" {name}" if name else ""
+        hint = f" (check OFFLOAD_{name.upper()})" if name else ""
+        print(f"error: invalid worker setting{where}: {first['msg']}{hint}", file=sys.stderr)  # noqa: T201
         return 2
-    logging.config.dictConfig(log_config(os.environ.get("OFFLOAD_LOG_LEVEL", "INFO")))
+    logging.config.dictConfig(log_config(settings.log_level))
     # arq logs two prose lines per job; our started/succeeded events replace them on the hot path
     logging.getLogger("arq").setLevel(logging.WARNING)
     asyncio.set_event_loop(asyncio.new_event_loop())
