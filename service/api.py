@@ -113,7 +113,7 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         access_log=False,
-        log_config=log_config(),
+        log_config=log_config(settings.log_level),
         server_header=False,
         timeout_graceful_shutdown=5,
     )
