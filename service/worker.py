@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -150,6 +151,19 @@ async def _park(
     )
 
 
+async def _settle(write: Coroutine[Any, Any, None]) -> None:
+    """Finish an outcome write even when the job is cancelled meanwhile (shutdown past its grace).
+
+    The attempt's work is over; if a cancel aborted the write, arq would re-queue a job that is already
+    done or parked and run it again. So the write completes, and the cancel is absorbed.
+    """
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+
+
 class TriesExhaustedError(Exception):
     """The job's tries were used up by attempts that never ended (cancelled at shutdown, worker crashes)."""
 
@@ -184,7 +198,7 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
                 "earlier attempts were cancelled or their worker died"
             )
             attempt.update(end_ts=time.time(), outcome="dead", error=str(exhausted))
-            await _park(ctx, source_id, index, attempt, exhausted)
+            await _settle(_park(ctx, source_id, index, attempt, exhausted))
             return "dead-lettered"
         try:
             # our own deadline, inside arq's (job_timeout_s + margin/2), so a timeout is recorded and retried
@@ -199,7 +213,7 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
             raise
         except PoisonBackfillError as exc:
             attempt.update(end_ts=time.time(), outcome="dead", error=f"{type(exc).__name__}: {exc}")
-            await _park(ctx, source_id, index, attempt, exc)
+            await _settle(_park(ctx, source_id, index, attempt, exc))
             return "dead-lettered"
         except Exception as exc:  # noqa: BLE001
             # Transient errors, upstream connection errors, our timeout, and also anything unknown: an
@@ -208,11 +222,11 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
             attempt.update(end_ts=time.time(), error=f"{type(exc).__name__}: {exc}")
             if job_try >= cfg.max_tries:
                 attempt["outcome"] = "dead"
-                await _park(ctx, source_id, index, attempt, exc)
+                await _settle(_park(ctx, source_id, index, attempt, exc))
                 return "dead-lettered"
             delay_s = backoff_s(job_try, cfg.retry_base_s, cfg.retry_cap_s, st.rng)
             attempt["outcome"] = "retry"
-            await _end(redis, job_id, source_id, index, attempt, "pending", ttl_s, "retried")
+            await _settle(_end(redis, job_id, source_id, index, attempt, "pending", ttl_s, "retried"))
             lifecycle.log_event(
                 "retrying",
                 job_id=job_id,
@@ -223,7 +237,7 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
             )
             raise Retry(defer=delay_s) from exc
         attempt.update(end_ts=time.time(), outcome="success")
-        await _end(redis, job_id, source_id, index, attempt, "done", ttl_s, "completed")
+        await _settle(_end(redis, job_id, source_id, index, attempt, "done", ttl_s, "completed"))
         lifecycle.log_event(
             "succeeded",
             job_id=job_id,

@@ -96,4 +96,7 @@ def test_queue_depth_matches_a_live_worker(redis_url, client, start_worker):
     wait_for(lambda: len(in_progress_keys(client)) == 2, 15, "two jobs running", worker)
     depth = lifecycle.queue_depth(client)
     assert depth == {"ready": 1, "deferred": 0, "in_progress": 2, "dlq": 0, "completed": 0}
+    [beat] = list(client.scan_iter(match=f"{keys.WORKER_HEARTBEAT_PREFIX}*"))
+    assert abs(float(client.get(beat)) - time.time()) < 30 and 0 < client.ttl(beat) <= 5
     assert worker.signal_and_wait() == 0
+    assert not client.exists(beat)  # a stopped worker is not counted by /healthz

@@ -106,3 +106,25 @@ def test_redis_restart_with_jobs_queued_all_complete(tmp_path, start_worker):
         c.close()
     finally:
         server.cleanup()
+
+
+def test_second_sigterm_cuts_the_grace_short_and_requeues_running_jobs(redis_url, client, start_worker):
+    env = {
+        "OFFLOAD_PAGES": "1",
+        "OFFLOAD_IO_MS": "20000",  # far longer than the test: only the second signal can end them
+        "OFFLOAD_IO_SIGMA": "0",
+        "OFFLOAD_JOB_TIMEOUT_S": "60",
+        "OFFLOAD_SHUTDOWN_GRACE_S": "60",
+    }
+    worker = start_worker(**env)
+    job_ids = enqueue(redis_url, ["g1", "g2"])
+    wait_for(all_in_state(client, job_ids, "running"), 15, "jobs running", worker)
+    worker.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: bool(worker.events("shutdown: draining")), 10, "drain started", worker)
+    assert worker.proc.poll() is None  # still inside its 60 s grace
+    assert worker.signal_and_wait(signal.SIGTERM, timeout_s=10) == 0
+    assert "Traceback" not in worker.log()
+    assert in_progress_keys(client) == []
+    assert {m.decode() for m in client.zrange("arq:queue", 0, -1)} == set(job_ids)  # re-queued, not lost
+    for rec in records(client, job_ids):
+        assert rec["state"] == "pending" and rec["attempts"][-1]["outcome"] == "cancelled"
