@@ -95,7 +95,9 @@ class Capture:
         self.run_dir, self.created_run_dir = open_run_dir(opts.run_dir if self.tests == 1 else "")
         self.start_ts, self.end_ts, self.finished = time.time(), None, False
         processes = self.runner.worker_count if self.is_master else 1
-        update_run_json(self.run_dir, start_patch(opts, parsed, processes, self.start_ts, self.env.host))
+        update_run_json(
+            self.run_dir, start_patch(self.run_dir, opts, parsed, processes, self.start_ts, self.env.host)
+        )
         self.files = SampleFiles(self.run_dir)
         self.jobside = None
         if opts.mode == "offload":

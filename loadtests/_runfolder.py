@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.rundir import create_run_dir, run_metadata, update_run_json
+from analysis.rundir import create_run_dir, read_run_json, run_metadata, update_run_json
 from analysis.schema import RUN_FILE, RUN_SCHEMA_VERSION
 from loadtests._options import LoadOptions
 
@@ -37,22 +37,27 @@ def open_run_dir(given: str) -> tuple[Path, bool]:
 
 
 def start_patch(
-    opts: LoadOptions, parsed: Any, processes: int, start_ts: float, host: str | None
+    run_dir: Path, opts: LoadOptions, parsed: Any, processes: int, start_ts: float, host: str | None
 ) -> dict[str, Any]:
-    """The run.json patch written when a test starts: the load parameters and the mode's start."""
+    """The run.json patch written when a test starts: the load parameters and the mode's start.
+
+    Load keys a wrapper (offload-bench run) already wrote are kept: it knows the whole run's configuration.
+    """
+    load = {
+        "model": opts.model,
+        "users": parsed.num_users,
+        "spawn_rate": parsed.spawn_rate,
+        "arrival_rate": opts.arrival_rate,
+        "arrival": opts.arrival,
+        "shape": opts.shape or "constant",
+        "duration_s": parsed.run_time,
+        "processes": processes,
+        "max_in_flight": opts.max_in_flight,
+        "seed": opts.seed,
+    }
+    written = read_run_json(run_dir).get("load") or {}
     return {
-        "load": {
-            "model": opts.model,
-            "users": parsed.num_users,
-            "spawn_rate": parsed.spawn_rate,
-            "arrival_rate": opts.arrival_rate or None,
-            "arrival": opts.arrival,
-            "shape": opts.shape or None,
-            "duration_s": parsed.run_time,
-            "processes": processes,
-            "max_in_flight": opts.max_in_flight,
-            "seed": opts.seed,
-        },
+        "load": {k: v for k, v in load.items() if k not in written},
         "modes": {opts.mode: {"start_ts": start_ts, "host": host}},
     }
 

@@ -112,3 +112,17 @@ def test_a_bad_option_is_a_one_line_usage_error(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stdout[-2000:]
     assert "error: unknown payload kind 'tiny'" in out.stdout
     assert "Traceback" not in out.stdout
+
+
+def test_a_wrappers_load_description_is_kept(tmp_path: Path) -> None:
+    from analysis.rundir import update_run_json
+    from loadtests._runfolder import open_run_dir, start_patch
+
+    run_dir, created = open_run_dir(str(tmp_path / "run"))
+    assert not created and (run_dir / "run.json").exists()
+    update_run_json(run_dir, {"load": {"processes": 4, "warmup_s": 5.0}})
+    parsed = Namespace(num_users=3, spawn_rate=3.0, run_time=10)
+    patch = start_patch(run_dir, load_options(_parsed()), parsed, 1, 123.0, "http://h")
+    assert "processes" not in patch["load"] and patch["load"]["users"] == 3
+    assert patch["load"]["shape"] == "constant" and patch["load"]["model"] == "open"
+    assert patch["modes"] == {"offload": {"start_ts": 123.0, "host": "http://h"}}
