@@ -1,6 +1,6 @@
 """Offload reconciliation: every job the API accepted is accounted for, or counted as lost.
 
-Definitions (also printed in the report):
+Definitions:
 - accepted: distinct job ids in the mode's 2xx samples (the whole run, warm-up included: those jobs count too);
 - completed / dead_lettered / pending: accepted jobs whose exported record is done / dead / pending or running;
 - lost: accepted jobs in none of those (no record, state "missing" or unknown). These four add up to accepted;

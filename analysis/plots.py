@@ -57,6 +57,12 @@ def nines_curve(values: np.ndarray | pd.Series, points: int = 400) -> tuple[np.n
     return x, arr[idx]
 
 
+def _ms_axis(ax: Any) -> None:
+    """Log latency axis labelled in plain milliseconds (1, 10, 100, 1,000) rather than powers of ten."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+
+
 def _target_lines(ax: Any, fast_ms: float, slow_ms: float) -> None:
     ax.axhline(fast_ms, color="#27ae60", linestyle="--", linewidth=1, label=f"{fast_ms:g} ms (fast)")
     ax.axhline(slow_ms, color="#e67e22", linestyle="--", linewidth=1, label=f"{slow_ms:g} ms (slow)")
@@ -81,7 +87,7 @@ def plot_percentiles(
             )
             x_max = max(x_max, float(x[-1]))
     _target_lines(ax, fast_ms, slow_ms)
-    ax.set_yscale("log")
+    _ms_axis(ax)
     ticks = [t for t in NINES_TICKS if t <= max(x_max, 2.0) + 1e-9]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: NINES_TICKS.get(v, "")))
@@ -119,7 +125,7 @@ def plot_latency_over_time(
             ax.plot(mid, win["p50"], color="black", linewidth=1.2, label="p50 per window")
             ax.plot(mid, win["p99"], color="black", linewidth=1.2, linestyle=":", label="p99 per window")
         _target_lines(ax, fast_ms, slow_ms)
-        ax.set_yscale("log")
+        _ms_axis(ax)
         ax.set_title(f"{ms.mode}: latency over time ({ms.basis})", fontsize=10)
         ax.set_ylabel("ms (log)")
         ax.grid(True, alpha=0.3)
@@ -185,6 +191,8 @@ def plot_e2e(e2e_ms: np.ndarray, percentiles: Mapping[str, float | None], path: 
         )
         ax.hist(values, bins=bins, color=MODE_COLORS["offload"], alpha=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}" if f"{v:.0e}"[0] in "25" else ""))
     for (key, value), style in zip(percentiles.items(), ("-", "--", ":"), strict=False):
         if value is not None:
             ax.axvline(value, color="black", linestyle=style, linewidth=1, label=f"{key} {value:,.0f} ms")
