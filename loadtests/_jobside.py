@@ -86,13 +86,20 @@ class JobSide:
         """Wait until the backlog is empty or timeout_s passes; seconds waited, None if not drained."""
         self._greenlet.kill(block=True)  # the drain loop samples (every 0.5 s) from here on
         started = time.monotonic()
+        next_log_s = 0.0
         while True:
             depth = self.sample()
+            waited_s = time.monotonic() - started
             if depth is not None and backlog(depth) == 0:
-                return time.monotonic() - started
-            if time.monotonic() - started >= timeout_s:
+                return waited_s
+            if waited_s >= timeout_s:
                 _log.warning("offload backlog not drained after %.0f s (%s)", timeout_s, describe(depth))
                 return None
+            if waited_s >= next_log_s:  # progress for a wait that can last --drain-timeout-s
+                _log.info(
+                    "draining the offload backlog (%.0f of %.0f s): %s", waited_s, timeout_s, describe(depth)
+                )
+                next_log_s += 5.0
             gevent.sleep(0.5)
 
     def stop(self) -> None:
