@@ -45,12 +45,11 @@ class Summary:
 
 def load_summary(path: Path) -> Summary:
     """Read a run folder's summary.json (or a summary.json path)."""
+    if not path.exists():
+        raise GateInputError(f"no summary at {path} (no such run folder or file)")
     file = path / SUMMARY_FILE if path.is_dir() else path
     if not file.exists():
-        hint = (
-            "run `offload-bench report DIR` first" if path.is_dir() else "pass a run folder or summary.json"
-        )
-        raise GateInputError(f"no summary at {file} ({hint})")
+        raise GateInputError(f"no summary at {file} (run `offload-bench report {path}` first)")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

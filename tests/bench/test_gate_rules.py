@@ -9,7 +9,7 @@ import pytest
 
 from bench.gate import _baseline, _check_comparable
 from bench.gate_eval import RuleConfigError, evaluate
-from bench.gate_inputs import GateInputError, Summary
+from bench.gate_inputs import GateInputError, Summary, load_baseline, load_summaries
 from bench.gate_rules import RatioRule, RulesError, load_rules, parse_rules
 from bench.gate_stats import infer_windows_path, noise_test, window_values
 from tests.fixtures.gate.synth import make_run
@@ -156,3 +156,19 @@ def test_relative_rule_with_too_few_windows_says_so() -> None:
     )
     result = evaluate(rules, [summary(9, windows=3, shift_ms={"offload": 50.0})], [summary(1, windows=3)])[0]
     assert result.status == "FAIL" and result.noise == "n/a (windows 3/3, need 5 a side: tolerance only)"
+
+
+def test_missing_candidate_or_baseline_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(GateInputError, match=r"^no summary at .*no-such-run \(no such run folder or file\)$"):
+        load_summaries([tmp_path / "no-such-run"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        GateInputError, match=r"empty/summary.json \(run `offload-bench report .*empty` first\)$"
+    ):
+        load_summaries([tmp_path / "empty"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text("[1, 2]")
+    with pytest.raises(GateInputError, match="is not a summary.json"):
+        load_summaries([tmp_path / "run"])
+    with pytest.raises(GateInputError, match="baseline folder .* does not exist"):
+        load_baseline(tmp_path / "nope")
