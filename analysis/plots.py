@@ -97,7 +97,7 @@ def plot_percentiles(
     ax.set_ylabel("latency (ms, log)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     return _save(fig, path)
 
 

@@ -157,6 +157,8 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
             )
     out += _md_table(head, rows)
     out += ["", f"Warm-up excluded: {summary['warmup_s']:g} s. Percentiles: {summary['percentile_method']}."]
+    if any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()):
+        out += ["Open model: latencies count from each request's intended start (no coordinated omission)."]
     if plot_links:
         out += ["", "Plots: " + ", ".join(f"[{PLOT_TITLES.get(k, k)}]({v})" for k, v in plot_links.items())]
     meta = run.get("meta") or {}
@@ -185,6 +187,7 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
     )
     return env.get_template("report.html.j2").render(
         s=summary, rows=headline_rows(summary), plots=plots, percentiles=list(PERCENTILES), target=target,
+        corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
         definitions=(JOBS_DEFINITIONS or "").split("\n\n", 1)[-1],
     )  # fmt: skip

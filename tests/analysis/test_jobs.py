@@ -13,8 +13,15 @@ from tests.fixtures import make_golden
 
 
 @pytest.fixture(scope="module")
-def golden_summary(tmp_path_factory):
-    return build_report(GOLDEN, out_dir=tmp_path_factory.mktemp("golden-report"))
+def golden_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("golden-report")
+    build_report(GOLDEN, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def golden_summary(golden_out):
+    return json.loads((golden_out / "summary.json").read_text())
 
 
 def test_reconciliation_counts_read_back_exactly(golden_summary):
@@ -25,9 +32,8 @@ def test_reconciliation_counts_read_back_exactly(golden_summary):
     assert sorted(jobs["lost_ids_sample"]) == ["j12", "j13"]
 
 
-def test_lost_jobs_are_shown_in_every_output(golden_summary, tmp_path):
-    out = tmp_path / "r"
-    build_report(GOLDEN, out_dir=out)
+def test_lost_jobs_are_shown_in_every_output(golden_summary, golden_out):
+    out = golden_out
     assert any("2 accepted job(s) lost" in n for n in golden_summary["validity"]["info"])
     md = (out / "report.md").read_text()
     offload_row = next(line for line in md.splitlines() if line.startswith("| offload |"))
