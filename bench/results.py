@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -16,21 +17,17 @@ def _ms(value: Any) -> str:
 
 def result_table(summary: dict[str, Any]) -> Table:
     """Per mode: requests, req/s, p50/p95/p99, verdict, Apdex, errors, offload end-to-end and lost jobs."""
-    table = Table(title="offload-bench result (ms; machine shared by load, API, Redis and workers)")
-    for col in (
-        "mode",
-        "requests",
-        "req/s",
-        "p50",
-        "p95",
-        "p99",
-        "verdict",
-        "apdex",
-        "errors",
-        "e2e p95",
-        "lost",
-    ):
-        table.add_column(col, justify="left" if col in ("mode", "verdict") else "right")
+    percentile = next(
+        (m.get("target", {}).get("percentile") for m in summary.get("modes", {}).values()), "p95"
+    )
+    table = Table(
+        title="API latency in ms (exact, from raw samples)",
+        caption="one machine shared by the load generator, the API, Redis and the workers",
+    )
+    cols = ("mode", "requests", "req/s", "p50", "p95", "p99", f"verdict ({percentile})", "Apdex", "errors")
+    for col in (*cols, "job e2e p95", "lost jobs"):
+        left = col == "mode" or col.startswith("verdict")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for mode, m in summary.get("modes", {}).items():
         lat = m.get("latency_ms") or {}
         target = m.get("target") or {}
@@ -44,7 +41,7 @@ def result_table(summary: dict[str, Any]) -> Table:
             _ms(lat.get("p50")),
             _ms(lat.get("p95")),
             _ms(lat.get("p99")),
-            f"[{_STYLE.get(verdict, 'white')}]{verdict} ({target.get('percentile', 'p95')})[/]",
+            f"[{_STYLE.get(verdict, 'white')}]{verdict}[/]",
             f"{target.get('apdex', 0):.2f}" if "apdex" in target else "-",
             f"{m.get('failures', 0):,}",
             _ms((jobs.get("e2e_ms") or {}).get("p95")) if jobs else "",
@@ -54,8 +51,9 @@ def result_table(summary: dict[str, Any]) -> Table:
 
 
 def print_results(console: Console, summary: dict[str, Any]) -> None:
-    """Print the table and the validity notes."""
-    console.print(result_table(summary))
+    """Print the table (on stdout: it is the result) and the validity notes."""
+    out = Console(width=None if sys.stdout.isatty() else 130)
+    out.print(result_table(summary))
     validity = summary.get("validity") or {}
     if not validity.get("valid", True):
         console.print("[yellow]validity: the numbers above should not be fully trusted:[/]")
