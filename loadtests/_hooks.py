@@ -262,6 +262,10 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     if capture.is_master:
         runner.register_message(SAMPLES_MESSAGE, capture.on_samples)
         runner.register_message(LOADGEN_MESSAGE, capture.on_loadgen)
+    if capture.is_worker:
+        # Ctrl-C/SIGTERM on a worker: stop (test_stop sends the last batch) before the WorkerRunner's own
+        # quitting listener, registered earlier and so called later, tells the master it quit
+        environment.events.quitting.add_listener(lambda **_: runner.stop())
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from service.redis_server import free_port
@@ -113,3 +115,27 @@ def test_master_and_worker_with_a_shape(testapp: Server, tmp_path: Path) -> None
     rows = _check_counts(run_dir, "sync", procs=1)
     assert {r["mode"] for r in rows} == {"sync"}, "the worker got --mode from the master"
     assert run_json(run_dir)["load"]["shape"] == "step"
+
+
+def test_sigterm_mid_run_still_captures_every_request(testapp: Server, tmp_path: Path) -> None:
+    """SIGTERM to the master of a --processes 2 run (no --run-time): the workers' last batches still arrive."""
+    run_dir = tmp_path / "run"
+    master = subprocess.Popen(
+        locust_cmd(testapp.url, "--processes", "2", "-u", "4", "-r", "4", "--run-dir", str(run_dir)),
+        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list((run_dir / "samples").glob("noop-*.csv")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # load running in both workers
+        master.send_signal(signal.SIGTERM)
+        out, _ = master.communicate(timeout=60)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert master.returncode == 0, out[-3000:]
+    info = run_json(run_dir)["modes"]["noop"]
+    assert "end_ts" in info, out[-2000:]
+    _check_counts(run_dir, "noop", procs=2)
