@@ -153,7 +153,8 @@ def plot_throughput(samples: Sequence[ModeSamples], path: Path, bin_s: float = 1
     ax.set_ylabel("requests/s")
     ax.set_title("Throughput")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return _save(fig, path)
 
 

@@ -159,6 +159,8 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     out += ["", f"Warm-up excluded: {summary['warmup_s']:g} s. Percentiles: {summary['percentile_method']}."]
     if any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()):
         out += ["Open model: latencies count from each request's intended start (no coordinated omission)."]
+    if jobs:
+        out += ["", "<details><summary>How jobs are counted</summary>", "", _definitions(), "", "</details>"]
     if plot_links:
         out += ["", "Plots: " + ", ".join(f"[{PLOT_TITLES.get(k, k)}]({v})" for k, v in plot_links.items())]
     meta = run.get("meta") or {}
@@ -167,6 +169,11 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
             f"host {meta.get('host', '?')}, {meta.get('cpu_count', '?')} CPUs, {load.get('model', '?')} model, "
             f"status {run.get('status', '?')}."]  # fmt: skip
     return "\n".join(out) + "\n"
+
+
+def _definitions() -> str:
+    """The reconciliation definitions from analysis/jobs.py's docstring (one source for code and report)."""
+    return (JOBS_DEFINITIONS or "").split("\n\n", 1)[-1].strip()
 
 
 def _data_uri(path: Path) -> str:
@@ -182,12 +189,10 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
     )
     env.filters.update(ms=ms, num=num, pct=pct, ratio=ratio)
     plots = [(PLOT_TITLES.get(k, k), _data_uri(p)) for k, p in plot_paths.items()]
-    target: dict[str, Any] = next(
-        (m["target"] for m in summary["modes"].values() if not m.get("partial")), {}
-    )
+    target: dict[str, Any] = summary["thresholds"]
     return env.get_template("report.html.j2").render(
         s=summary, rows=headline_rows(summary), plots=plots, percentiles=list(PERCENTILES), target=target,
         corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
-        definitions=(JOBS_DEFINITIONS or "").split("\n\n", 1)[-1],
+        definitions=_definitions(),
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -83,6 +84,7 @@ class Analysis:
             "schema_version": schema.SUMMARY_SCHEMA_VERSION,
             "run": data.run,
             "warmup_s": warmup_s,
+            "thresholds": dataclasses.asdict(th),
             "percentile_method": f"numpy {stats.METHOD} (an observed value: smallest x with >= q of samples <= x)",
             "modes": modes,
             "comparison": compare_modes(modes),
@@ -95,6 +97,8 @@ def write_plots(an: Analysis, plots_dir: Path) -> dict[str, Path]:
     """Draw every plot the run has data for; returns name -> path."""
     th, out = an.th, {}
     modes = an.summary["modes"]
+    if not an.samples:  # every mode partial: nothing to draw
+        return out
     out["percentiles"] = plots.plot_percentiles(
         {ms.mode: ms.latency_ms for ms in an.samples}, plots_dir / "latency_percentiles.png",
         title="API latency by percentile (all modes)", fast_ms=th.fast_ms, slow_ms=th.slow_ms,

@@ -127,3 +127,12 @@ def test_options_percentile_warmup_and_out(tmp_path):
     assert summary["modes"]["sync"]["target"]["percentile"] == "p50"
     assert summary["modes"]["sync"]["requests"] == 22  # 30 samples 0.25 s apart: the first 8 are warm-up
     assert not (run_dir / "summary.json").exists()
+
+
+def test_warmup_longer_than_the_run_gives_a_marked_partial_report(tmp_path):
+    from analysis.report import build_report
+
+    summary = build_report(copy_golden(tmp_path / "run"), warmup_s=1000.0)
+    assert all(m["partial"] and m["requests"] == 0 for m in summary["modes"].values())
+    assert "mode sync: no samples after the 1000 s warm-up (partial run)" in summary["validity"]["notes"]
+    assert "(partial)" in (tmp_path / "run" / "report.md").read_text()
