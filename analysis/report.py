@@ -95,7 +95,8 @@ class Analysis:
 
 def write_plots(an: Analysis, plots_dir: Path) -> dict[str, Path]:
     """Draw every plot the run has data for; returns name -> path."""
-    th, out = an.th, {}
+    th = an.th
+    out: dict[str, Path] = {}
     modes = an.summary["modes"]
     if not an.samples:  # every mode partial: nothing to draw
         return out
