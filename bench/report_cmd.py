@@ -29,9 +29,7 @@ def report_command(
     ),
 ) -> None:
     """Rebuild a run's report from its folder alone (no server needed)."""
-    from analysis.config import PERCENTILES, ConfigError, load_thresholds  # pandas/matplotlib only when used
-    from analysis.load import RunDataError
-    from analysis.report import build_report
+    from analysis.config import PERCENTILES, ConfigError, load_thresholds  # light: usage errors answer fast
 
     if percentile is not None and percentile not in PERCENTILES:
         fail(f"unknown percentile {percentile!r}", f"one of {', '.join(PERCENTILES)}")
@@ -41,6 +39,9 @@ def report_command(
         th = load_thresholds(thresholds)
     except ConfigError as exc:
         fail(str(exc))
+    from analysis.load import RunDataError  # pandas and matplotlib load only once the input looks usable
+    from analysis.report import build_report
+
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("report", total=None)
