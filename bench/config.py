@@ -67,9 +67,7 @@ class RunConfig(BaseModel):
     repeat: int = Field(1, ge=1, le=50)
     faults: list[str] = Field(default_factory=list)
     locust_args: list[str] = Field(default_factory=list)
-    work: WorkProfile = Field(
-        default_factory=lambda: WorkProfile(pages=10, io_ms=50.0, io_sigma=0.5, cpu_ms=3.0, seed=42)
-    )
+    work: WorkProfile = Field(default_factory=WorkProfile)
 
     @field_validator("modes", mode="before")
     @classmethod

@@ -14,10 +14,10 @@ class WorkProfile(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore")
 
-    pages: int = Field(5, ge=0, le=10_000, description="pages fetched per backfill")
-    io_ms: float = Field(40.0, ge=0, le=60_000, description="mean simulated I/O wait per page (log-normal)")
+    pages: int = Field(10, ge=0, le=10_000, description="pages fetched per backfill")
+    io_ms: float = Field(50.0, ge=0, le=60_000, description="mean simulated I/O wait per page (log-normal)")
     io_sigma: float = Field(0.5, ge=0, le=3, description="log-normal shape of the I/O wait")
-    cpu_ms: float = Field(2.0, ge=0, le=10_000, description="real CPU burnt per page (blocks the event loop)")
+    cpu_ms: float = Field(3.0, ge=0, le=10_000, description="real CPU burnt per page (blocks the event loop)")
     transient_rate: float = Field(
         0.0, ge=0, le=1, description="chance an attempt fails transiently (retried)"
     )
