@@ -56,9 +56,10 @@ def test_processes_2_open_model(testapp: Server, tmp_path: Path) -> None:
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["noop-0.csv", "noop-1.csv"]
     gens = loadgen(run_dir, "noop")
     assert all(g["model"] == "open" and g["sent"] > 0 for g in gens)
-    # the rate is split over the processes: together about 200/s, not 200/s each (margin: 2x either way)
-    sent_per_s = sum(g["sent"] for g in gens) / 3
-    assert 100 <= sent_per_s <= 400, gens
+    # the rate is split over the processes: together 200/s, not 200/s each. Arrivals are counted as scheduled
+    # when due even if the generator lags, so this holds on a busy machine too; margin 1.5x either way.
+    scheduled_per_s = sum(g["scheduled"] for g in gens) / 3
+    assert 130 <= scheduled_per_s <= 300, gens
     assert run_json(run_dir)["load"]["processes"] == 2
 
 

@@ -23,7 +23,7 @@ def test_freeze_shows_in_the_open_model_corrected_p99_but_not_in_the_closed_mode
     log_dir: Path, tmp_path: Path
 ) -> None:
     """A server that holds every request for up to 2 s once per 10 s, loaded open and closed at the same time."""
-    origin_ts = time.time() + 5.0  # first freeze 5-7 s from now: inside both runs (Locust starts in ~2 s)
+    origin_ts = time.time() + 6.0  # first freeze 6-8 s from now: inside both runs (Locust starts in ~2 s)
     env = {
         "TESTAPP_FREEZE_EVERY_S": "10",
         "TESTAPP_FREEZE_S": "2",
@@ -31,7 +31,7 @@ def test_freeze_shows_in_the_open_model_corrected_p99_but_not_in_the_closed_mode
     }
     open_app, closed_app = start_testapp(log_dir, **env), start_testapp(log_dir, **env)
     open_dir, closed_dir = tmp_path / "open", tmp_path / "closed"
-    common = ("-t", "11s", "--run-dir")
+    common = ("-t", "12s", "--run-dir")  # ends before the next freeze, 16 s from now
     procs = [
         subprocess.Popen(
             locust_cmd(open_app.url, *common, str(open_dir), "--arrival-rate", "40", "--arrival", "constant"),
