@@ -108,23 +108,42 @@ def _thin(n: int, limit: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
+def _shade_faults(ax: Any, faults: Sequence[Mapping[str, Any]], ms: ModeSamples) -> None:
+    """Shade each injected fault that overlaps this mode's measured window, labelled with its name."""
+    for fault in faults:
+        start, end = fault.get("ts"), fault.get("end_ts")
+        if not isinstance(start, int | float):
+            continue
+        end = end if isinstance(end, int | float) else start + 1.0  # an instant fault (a kill): a 1 s band
+        if end < ms.start_ts or start > ms.end_ts:
+            continue
+        ax.axvspan(
+            start - ms.start_ts,
+            end - ms.start_ts,
+            color="#c0392b",
+            alpha=0.12,
+            label=f"fault: {fault.get('name', '?')}",
+        )
+
+
 def plot_latency_over_time(
     samples: Sequence[ModeSamples], windows: Mapping[str, dict[str, Any]], path: Path, max_points: int,
-    fast_ms: float = 100.0, slow_ms: float = 1000.0,
+    fast_ms: float = 100.0, slow_ms: float = 1000.0, faults: Sequence[Mapping[str, Any]] = (),
 ) -> Path:  # fmt: skip
-    """One panel per mode: a thinned scatter of latencies and the per-window p50/p99 lines."""
+    """One panel per mode: a thinned scatter of latencies, per-window p50/p99 lines, injected faults shaded."""
     fig = _new(10.0, 2.6 * max(len(samples), 1))
     axes = fig.subplots(max(len(samples), 1), 1, squeeze=False)[:, 0]
     for i, (ax, ms) in enumerate(zip(axes, samples, strict=False)):
         color = _color(ms.mode, i)
         keep = _thin(ms.ts.size, max_points)
-        ax.scatter(ms.ts[keep] - ms.start_ts, ms.latency_ms[keep], s=2, alpha=0.25, color=color, linewidths=0)
+        ax.scatter(ms.ts[keep] - ms.start_ts, ms.latency_ms[keep], s=3, alpha=0.35, color=color, linewidths=0)
         win = windows.get(ms.mode) or {}
         if win.get("start_ts"):
             mid = np.asarray(win["start_ts"]) - ms.start_ts + win["window_s"] / 2
             ax.plot(mid, win["p50"], color="black", linewidth=1.2, label="p50 per window")
             ax.plot(mid, win["p99"], color="black", linewidth=1.2, linestyle=":", label="p99 per window")
         _target_lines(ax, fast_ms, slow_ms)
+        _shade_faults(ax, faults, ms)
         _ms_axis(ax)
         ax.set_title(f"{ms.mode}: latency over time ({ms.basis})", fontsize=10)
         ax.set_ylabel("ms (log)")

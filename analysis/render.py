@@ -67,6 +67,28 @@ def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def fault_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Injected faults for people: when into the offload phase, how long, what happened."""
+    modes = summary["run"].get("modes") or {}
+    t0 = (modes.get("offload") or {}).get("start_ts") or summary["run"].get("created_ts")
+    rows = []
+    for f in summary["reliability"]["faults"] or []:
+        ts, end = f.get("ts"), f.get("end_ts")
+        detail = f.get("detail")
+        text = (
+            ", ".join(f"{k}={v}" for k, v in detail.items())
+            if isinstance(detail, dict)
+            else str(detail or "")
+        )
+        rows.append({
+            "name": str(f.get("name", "?")),
+            "at": f"{ts - t0:.1f}" if isinstance(ts, int | float) and isinstance(t0, int | float) else "–",
+            "lasted": f"{end - ts:.1f}" if isinstance(ts, int | float) and isinstance(end, int | float) else "–",
+            "detail": text,
+        })  # fmt: skip
+    return rows
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = [
         "| " + " | ".join(header) + " |",
@@ -159,6 +181,11 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     out += ["", f"Warm-up excluded: {summary['warmup_s']:g} s. Percentiles: {summary['percentile_method']}."]
     if any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()):
         out += ["Open model: latencies count from each request's intended start (no coordinated omission)."]
+    faults = fault_rows(summary)
+    if faults:
+        out += ["", "### Injected faults", ""]
+        rows = [[f["name"], f["at"], f["lasted"], f["detail"].replace("|", "/")] for f in faults]
+        out += _md_table(["fault", "at (s into offload)", "lasted s", "detail"], rows)
     if jobs:
         out += ["", "<details><summary>How jobs are counted</summary>", "", _definitions(), "", "</details>"]
     if plot_links:
@@ -195,4 +222,5 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
         corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
         definitions=_definitions(),
+        faults=fault_rows(summary),
     )  # fmt: skip

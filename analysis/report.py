@@ -106,7 +106,7 @@ def write_plots(an: Analysis, plots_dir: Path) -> dict[str, Path]:
     )  # fmt: skip
     out["latency_over_time"] = plots.plot_latency_over_time(
         an.samples, {m: s["windows"] for m, s in modes.items()}, plots_dir / "latency_over_time.png",
-        th.max_points_per_mode, th.fast_ms, th.slow_ms,
+        th.max_points_per_mode, th.fast_ms, th.slow_ms, an.data.faults,
     )  # fmt: skip
     out["throughput"] = plots.plot_throughput(an.samples, plots_dir / "throughput.png")
     offload = next((ms for ms in an.samples if ms.mode == "offload"), None)

@@ -104,3 +104,29 @@ def test_blank_page_is_detected(tmp_path):
     fig = Figure(figsize=(4, 4))
     fig.savefig(tmp_path / "blank.png")
     assert screenshot_report.ink_fraction(tmp_path / "blank.png") < screenshot_report.MIN_INK_FRACTION
+
+
+def test_injected_faults_are_reported_and_shaded(tmp_path):
+    run_dir = write_synthetic_run(tmp_path / "run", {"noop": 300, "offload": 600}, procs=1)
+    start = json.loads((run_dir / "run.json").read_text())["modes"]["offload"]["start_ts"]
+    faults = [
+        {
+            "name": "worker-kill",
+            "ts": start + 20.0,
+            "end_ts": start + 21.5,
+            "detail": {"worker": "w1", "exit_code": -9},
+        },
+        {"name": "transient-burst", "ts": None, "end_ts": None, "detail": "transient_rate=0.5"},
+    ]
+    (run_dir / "faults.json").write_text(json.dumps(faults))
+    summary = build_report(run_dir)
+    assert summary["reliability"]["faults"] == faults
+    html = (run_dir / "report.html").read_text()
+    assert (
+        "Injected faults" in html
+        and "worker=w1, exit_code=-9" in html
+        and "<td>20.0</td><td>1.5</td>" in html
+    )
+    md = (run_dir / "report.md").read_text()
+    assert "| worker-kill | 20.0 | 1.5 | worker=w1, exit_code=-9 |" in md
+    assert "| transient-burst | – | – | transient_rate=0.5 |" in md
