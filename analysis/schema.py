@@ -31,6 +31,7 @@ JOBS_DIR: Final = "jobs"
 FAULTS_FILE: Final = "faults.json"
 SUMMARY_FILE: Final = "summary.json"
 
+# fmt: off
 # Raw samples: CSV with exactly this header, one row per request, streamed as requests complete.
 SAMPLE_COLUMNS: Final = (
     "intended_ts",           # when the request should have started (open model: its schedule; closed: = start_ts)
@@ -64,8 +65,8 @@ LOADGEN_KEYS: Final = (
 # queue/<mode>.csv header.
 QUEUE_COLUMNS: Final = (
     "ts",
-    "ready",         # ZCOUNT arq:queue -inf now_ms: runnable now
-    "deferred",      # in arq:queue with a future score (retry back-off or deferred)
+    "ready",         # runnable now: in arq:queue with a score <= now, not in progress
+    "deferred",      # in arq:queue with a future score (retry back-off or deferred), not in progress
     "in_progress",   # arq:in-progress:* keys
     "dlq",           # records parked in our dead-letter queue
     "completed",     # jobs finished successfully so far (counter)
@@ -86,3 +87,4 @@ JOB_KEYS: Final = (
 )
 
 FAULT_KEYS: Final = ("name", "ts", "end_ts", "detail")
+# fmt: on

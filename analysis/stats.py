@@ -115,12 +115,9 @@ def mode_samples(df: pd.DataFrame, mode: str, run: dict[str, Any], warmup_s: flo
     first_ts = (
         float(meta["start_ts"]) if meta.get("start_ts") is not None else float(np.nanmin(intended, initial=0))
     )
-    if meta.get("end_ts") is not None:
-        end_ts = float(meta["end_ts"])
-    else:
-        end_ts = float(
-            np.nanmax(df["start_ts"].to_numpy() + df["latency_ms"].to_numpy() / 1000, initial=first_ts)
-        )
+    # The load ends with the last request's intended start: run.json's end_ts (Locust's test_stop) also covers
+    # the stop timeout that lets in-flight requests finish, which would dilute req/s and delay drain_s.
+    end_ts = float(np.nanmax(intended, initial=first_ts)) if intended.size else first_ts
     cut = first_ts + warmup_s
     keep = intended >= cut
     basis = "corrected" if model == "open" else "actual"

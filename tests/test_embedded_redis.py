@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import redis
 import pytest
+import redis
 
 from service.redis_server import EmbeddedRedis, RedisServerError
 
