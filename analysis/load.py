@@ -52,6 +52,7 @@ class RunData:
     loadgen: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     queue: dict[str, pd.DataFrame] = field(default_factory=dict)
     jobs: dict[str, pd.DataFrame] = field(default_factory=dict)
+    attempts: dict[str, pd.DataFrame] = field(default_factory=dict)  # per attempt; read only for fault runs
     faults: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     partial_modes: set[str] = field(default_factory=set)
@@ -212,6 +213,21 @@ def jobs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
+def attempts_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per attempt: job_id, try, start_ts, end_ts (NaN: never ended), outcome ("" when none)."""
+    rows = [
+        (rec.get("job_id"), a.get("try"), a.get("start_ts"), a.get("end_ts"), a.get("outcome") or "")
+        for rec in records
+        if isinstance(rec.get("attempts"), list)
+        for a in rec["attempts"]
+        if isinstance(a, dict)
+    ]
+    table = pd.DataFrame.from_records(rows, columns=["job_id", "try", "start_ts", "end_ts", "outcome"])
+    for col in ("try", "start_ts", "end_ts"):
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    return table
+
+
 def _read_json(path: Path, rel: str, notes: list[str]) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -242,11 +258,14 @@ def load_run(run_dir: Path) -> RunData:
         queue = _read_csv(path, f"queue/{path.name}", schema.QUEUE_COLUMNS, QUEUE_DTYPES, notes)
         if queue is not None:
             data.queue[path.stem] = queue.sort_values("ts", ignore_index=True)
-    for path in sorted((run_dir / schema.JOBS_DIR).glob("*.jsonl")):
-        data.jobs[path.stem] = jobs_table(_read_json_lines(path, f"jobs/{path.name}", notes))
     faults_path = run_dir / schema.FAULTS_FILE
     faults = _read_json(faults_path, schema.FAULTS_FILE, notes) if faults_path.is_file() else None
     data.faults = faults if isinstance(faults, list) else list(run.get("faults") or [])
+    for path in sorted((run_dir / schema.JOBS_DIR).glob("*.jsonl")):
+        records = _read_json_lines(path, f"jobs/{path.name}", notes)
+        data.jobs[path.stem] = jobs_table(records)
+        if data.faults:
+            data.attempts[path.stem] = attempts_table(records)
     counts = samples["mode"].value_counts()
     for mode in data.modes:
         if counts.get(mode, 0) == 0:

@@ -67,6 +67,17 @@ def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+FAULT_HEADER = [
+    "fault", "at (s into offload)", "lasted s", "API errors in window", "queue recovery s", "jobs cut by it",
+    "detail",
+]  # fmt: skip
+RELIABILITY_NOTE = (
+    "A fault's window runs from its start to its end plus {settle} s; recovery is the time until the backlog "
+    "is back at or below its largest value in the {baseline} s before the fault; jobs cut by it are attempts "
+    "running at that moment that never ended or were cancelled, and re-ran counts those run again after it."
+)
+
+
 def fault_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
     """Injected faults for people: when into the offload phase, how long, what happened."""
     modes = summary["run"].get("modes") or {}
@@ -80,10 +91,20 @@ def fault_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
             if isinstance(detail, dict)
             else str(detail or "")
         )
+        api, jobs = f.get("api") or {}, f.get("jobs") or {}
+        codes = ", ".join(f"{c}×{n}" for c, n in (api.get("error_statuses") or {}).items())
+        worst = api.get("max_error_latency_ms")
+        rerun = jobs.get("rerun_max_s")
         rows.append({
             "name": str(f.get("name", "?")),
             "at": f"{ts - t0:.1f}" if isinstance(ts, int | float) and isinstance(t0, int | float) else "–",
             "lasted": f"{end - ts:.1f}" if isinstance(ts, int | float) and isinstance(end, int | float) else "–",
+            "api": (f"{num(api.get('errors'))} of {num(api.get('requests'))}" + (f" ({codes}; slowest "
+                    f"{ms(worst)} ms)" if codes else "")) if api else "–",
+            "recovery": "–" if f.get("recovery_s") is None else f"{f['recovery_s']:.1f}",
+            "orphans": (f"{num(jobs.get('orphaned'))} of {num(jobs.get('in_flight'))} in flight; re-ran "
+                        f"{num(jobs.get('rerun'))}" + (f" within {rerun:.1f} s" if rerun is not None else ""))
+                       if jobs else "–",
             "detail": text,
         })  # fmt: skip
     return rows
@@ -184,8 +205,22 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     faults = fault_rows(summary)
     if faults:
         out += ["", "### Injected faults", ""]
-        rows = [[f["name"], f["at"], f["lasted"], f["detail"].replace("|", "/")] for f in faults]
-        out += _md_table(["fault", "at (s into offload)", "lasted s", "detail"], rows)
+        rows = [
+            [
+                f["name"],
+                f["at"],
+                f["lasted"],
+                f["api"],
+                f["recovery"],
+                f["orphans"],
+                f["detail"].replace("|", "/"),
+            ]
+            for f in faults
+        ]
+        out += _md_table(FAULT_HEADER, rows)
+        rel = summary["reliability"]
+        out += ["", f"API errors outside every fault window: {num(rel.get('errors_outside_faults'))}. "
+                + RELIABILITY_NOTE.format(settle=rel.get("settle_s"), baseline=rel.get("baseline_s"))]  # fmt: skip
     if jobs:
         out += ["", "<details><summary>How jobs are counted</summary>", "", _definitions(), "", "</details>"]
     if plot_links:
@@ -223,4 +258,7 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
         definitions=_definitions(),
         faults=fault_rows(summary),
+        reliability_note=RELIABILITY_NOTE.format(
+            settle=summary["reliability"].get("settle_s"), baseline=summary["reliability"].get("baseline_s")
+        ),
     )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from analysis import jobs as jobs_mod
-from analysis import plots, render, schema, stats, validity
+from analysis import plots, reliability, render, schema, stats, validity
 from analysis.comparison import compare_modes
 from analysis.config import PERCENTILES, Thresholds, load_thresholds
 from analysis.load import RunData, RunDataError, load_run
@@ -88,7 +88,9 @@ class Analysis:
             "percentile_method": f"numpy {stats.METHOD} (an observed value: smallest x with >= q of samples <= x)",
             "modes": modes,
             "comparison": compare_modes(modes),
-            "reliability": {"faults": data.faults},
+            "reliability": reliability.fault_effects(
+                data.faults, by_mode.get("offload"), data.queue.get("offload"), data.attempts.get("offload")
+            ),
             "validity": validity.check(data, modes, percentile, th),
         }
 

@@ -120,7 +120,10 @@ def test_injected_faults_are_reported_and_shaded(tmp_path):
     ]
     (run_dir / "faults.json").write_text(json.dumps(faults))
     summary = build_report(run_dir)
-    assert summary["reliability"]["faults"] == faults
+    reported = summary["reliability"]["faults"]
+    assert [{k: f[k] for k in faults[0]} for f in reported] == faults  # the records, plus their effects
+    assert reported[0]["api"]["requests"] > 0 and reported[0]["api"]["errors"] == 0
+    assert "recovery_s" in reported[0] and "jobs" in reported[0] and "api" not in reported[1]
     html = (run_dir / "report.html").read_text()
     assert (
         "Injected faults" in html
@@ -128,5 +131,5 @@ def test_injected_faults_are_reported_and_shaded(tmp_path):
         and "<td>20.0</td><td>1.5</td>" in html
     )
     md = (run_dir / "report.md").read_text()
-    assert "| worker-kill | 20.0 | 1.5 | worker=w1, exit_code=-9 |" in md
-    assert "| transient-burst | – | – | transient_rate=0.5 |" in md
+    assert "| worker-kill | 20.0 | 1.5 | 0 of " in md and "| worker=w1, exit_code=-9 |" in md
+    assert "| transient-burst | – | – | – | – | – | transient_rate=0.5 |" in md

@@ -1,0 +1,103 @@
+"""What each injected fault did: API errors while it lasted, queue recovery time, orphaned jobs and re-runs.
+
+Definitions (printed in the reports):
+- fault window: from the fault's start to its end (a kill is an instant) plus `settle_s`; a request belongs to
+  it when its intended start falls inside, or up to `settle_s` before it (it was in flight when it hit).
+- recovery: the backlog (ready + deferred + in progress) is back to normal when it is at or below the largest
+  backlog of the `baseline_s` before the fault; recovery_s runs from the fault's start to the first queue
+  sample after the fault's end that is back to normal (None: not within the sampled time).
+- orphaned jobs: attempts running at the fault's start that never ended or ended "cancelled"; re-run delay is
+  from the fault's start to the next attempt of the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SETTLE_S = 1.0
+BASELINE_S = 10.0
+
+
+def _window(fault: Mapping[str, Any]) -> tuple[float, float] | None:
+    ts, end = fault.get("ts"), fault.get("end_ts")
+    if not isinstance(ts, int | float):
+        return None
+    return float(ts), float(end) if isinstance(end, int | float) else float(ts)
+
+
+def api_effect(samples: pd.DataFrame, start: float, end: float) -> dict[str, Any]:
+    """Requests and errors whose intended start fell in [start - settle, end + settle]."""
+    ts = samples["intended_ts"].to_numpy(dtype=float)
+    inside = (ts >= start - SETTLE_S) & (ts <= end + SETTLE_S)
+    ok = samples["ok"].to_numpy()[inside] == 1
+    status = samples["status"].to_numpy()[inside]
+    latency = samples["latency_ms"].to_numpy(dtype=float)[inside]
+    codes, counts = np.unique(status[~ok], return_counts=True)
+    return {
+        "requests": int(inside.sum()),
+        "errors": int((~ok).sum()),
+        "error_statuses": {str(int(c)): int(n) for c, n in zip(codes, counts, strict=True)},
+        "max_error_latency_ms": float(latency[~ok].max()) if (~ok).any() else None,
+    }
+
+
+def recovery_s(queue: pd.DataFrame | None, start: float, end: float) -> float | None:
+    """Seconds from the fault's start until the backlog is back at or below its pre-fault maximum."""
+    if queue is None or queue.empty:
+        return None
+    ts = queue["ts"].to_numpy(dtype=float)
+    backlog = (queue["ready"] + queue["deferred"] + queue["in_progress"]).to_numpy(dtype=float)
+    before = (ts >= start - BASELINE_S) & (ts < start)
+    normal = float(backlog[before].max()) if before.any() else 0.0
+    after = np.flatnonzero((ts > end) & (backlog <= normal))
+    return float(ts[after[0]] - start) if after.size else None
+
+
+def orphan_effect(attempts: pd.DataFrame | None, start: float) -> dict[str, Any]:
+    """Attempts cut by the fault and how long until each job ran again."""
+    if attempts is None or attempts.empty:
+        return {"in_flight": 0, "orphaned": 0, "rerun": 0, "rerun_max_s": None, "rerun_p50_s": None}
+    running = (attempts["start_ts"] <= start) & ~(attempts["end_ts"] < start)
+    in_flight = attempts[running]
+    cut = in_flight[in_flight["end_ts"].isna() | (in_flight["outcome"] == "cancelled")]
+    later = attempts[attempts["start_ts"] > start].groupby("job_id")["start_ts"].min()
+    delays = (later.reindex(cut["job_id"]).to_numpy(dtype=float) - start) if len(cut) else np.zeros(0)
+    delays = delays[np.isfinite(delays)]
+    return {
+        "in_flight": int(len(in_flight)),
+        "orphaned": int(len(cut)),
+        "rerun": int(delays.size),
+        "rerun_max_s": float(delays.max()) if delays.size else None,
+        "rerun_p50_s": float(np.median(delays)) if delays.size else None,
+    }
+
+
+def fault_effects(
+    faults: Sequence[Mapping[str, Any]],
+    samples: pd.DataFrame | None,
+    queue: pd.DataFrame | None,
+    attempts: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """The reliability section: one entry per fault, plus API errors outside every fault window."""
+    out = []
+    outside = None if samples is None else np.ones(len(samples), dtype=bool)
+    for fault in faults:
+        entry: dict[str, Any] = dict(fault)
+        window = _window(fault)
+        if window is not None:
+            start, end = window
+            if samples is not None and outside is not None:
+                entry["api"] = api_effect(samples, start, end)
+                ts = samples["intended_ts"].to_numpy(dtype=float)
+                outside &= ~((ts >= start - SETTLE_S) & (ts <= end + SETTLE_S))
+            entry["recovery_s"] = recovery_s(queue, start, end)
+            entry["jobs"] = orphan_effect(attempts, start)
+        out.append(entry)
+    elsewhere = None
+    if samples is not None and outside is not None and faults:
+        elsewhere = int(((samples["ok"].to_numpy() != 1) & outside).sum())
+    return {"faults": out, "errors_outside_faults": elsewhere, "settle_s": SETTLE_S, "baseline_s": BASELINE_S}
