@@ -11,6 +11,7 @@ What arq does not give and this module adds:
   shutdown_grace_s, then cancels only the job coroutines (arq re-queues those cleanly) and lets the main
   loop return on its own, so nothing is cancelled mid-Redis-call.
 - arq's in-progress TTL is job timeout + 10 s (310 s by default); here it is job_timeout_s + orphan_margin_s.
+- arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from service.settings import Settings
 
 ARQ_MAX_TRIES: Final = 1_000_000  # arq must never end a job itself: our wrapper parks it first
 HEARTBEAT_EVERY_S: Final = 1.0
+HEARTBEAT_TTL_S: Final = 5
 
 # Claim jobs the way arq's start_jobs does (still in the queue, due, not in progress elsewhere -> set the
 # in-progress key with the claim TTL), for a batch of ids in one round trip. Returns {id, score} pairs.
@@ -64,7 +66,6 @@ for i = 4, #ARGV do
 end
 return out
 """
-HEARTBEAT_TTL_S: Final = 5
 
 log = logging.getLogger("service.worker")
 
@@ -110,7 +111,6 @@ async def _park(
     index: int | None,
     attempt: dict[str, Any],
     exc: BaseException,
-    error_type: str | None = None,
 ) -> None:
     redis, st, job_id = ctx["redis"], ctx["ob"], ctx["job_id"]
     enqueued, redrives = await redis.hmget(keys.job(job_id), ["enqueued_ts", "redrives"])
@@ -120,7 +120,7 @@ async def _park(
         "source_id": source_id,
         "args": [source_id],
         "kwargs": {},
-        "error_type": error_type or type(exc).__name__,
+        "error_type": type(exc).__name__,
         "error": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
         "attempts": ctx["job_try"],
