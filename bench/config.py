@@ -49,7 +49,7 @@ class RunConfig(BaseModel):
     )
     arrival: Literal["constant", "poisson"] = "poisson"
     max_in_flight: int = Field(
-        1000, ge=1, description="open model: cap on requests in flight per load process"
+        1000, ge=1, description="open model: cap on requests in flight (all load processes)"
     )
     shape: Literal["constant", "step", "ramp", "spike"] = "constant"
     duration_s: float = Field(30.0, gt=0, le=86_400)
