@@ -293,3 +293,23 @@ async def _redrive(redis_url: str, job_id: str) -> dict[str, Any]:
         return await dlq.redrive(c, job_id)
     finally:
         await c.aclose()
+
+
+def test_job_timeout_is_retried_like_an_unknown_error_then_dead_lettered(redis_url, client, start_worker):
+    # a TimeoutError is not a backfill error: it takes the "unknown exception" path (retried, then the DLQ)
+    worker = start_worker(
+        OFFLOAD_PAGES="1",
+        OFFLOAD_IO_MS="3000",
+        OFFLOAD_IO_SIGMA="0",
+        OFFLOAD_JOB_TIMEOUT_S="0.3",
+        OFFLOAD_ORPHAN_MARGIN_S="2",
+        OFFLOAD_MAX_TRIES="2",
+    )
+    [job_id] = enqueue(redis_url, ["slow"])
+    wait_for(all_in_state(client, [job_id], "dead"), 20, "timed-out job dead-lettered", worker)
+    [rec] = records(client, [job_id])
+    assert [a["outcome"] for a in rec["attempts"]] == ["retry", "dead"]
+    for a in rec["attempts"]:
+        assert a["error"].startswith("TimeoutError") and a["end_ts"] - a["start_ts"] < 2.0  # ours, not arq's
+    parked = asyncio.run(_show(redis_url, job_id))
+    assert parked is not None and parked["error_type"] == "TimeoutError" and parked["attempts"] == 2
