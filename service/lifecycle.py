@@ -1,0 +1,173 @@
+"""Job lifecycle records (per attempt start/end/outcome), counters, queue depth, and lifecycle log events.
+
+The worker writes these on its hot path, so every transition is a single pipeline of commands that callers
+add to (`add_start`, `add_end`); the readers (`export_records`, `queue_depth`) take a sync redis-py client
+so they run from the CLI and from gevent-based Locust alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Final
+
+import redis
+from arq.constants import default_queue_name
+
+from analysis.schema import JOB_KEYS
+from service import keys
+
+# zset job_id -> expiry (epoch ms) of the job's claim: counts running jobs without SCANning arq:in-progress:*,
+# and an entry left behind by a SIGKILLed worker stops counting when arq's in-progress key would expire.
+RUNNING: Final = f"{keys.PREFIX}:running"
+
+EXPORT_CHUNK: Final = 2_000
+
+_log = logging.getLogger("service.lifecycle")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def add_start(
+    pipe: Any, job_id: str, source_id: str, job_try: int, start_ts: float, ttl_s: int, claim_s: float
+) -> None:
+    """Queue the writes of an attempt's start; the pipeline's RPUSH reply (first) is the attempts length.
+
+    claim_s: how long the claim counts as running (arq's in-progress key TTL), see RUNNING.
+    """
+    attempts_key = keys.job_attempts(job_id)
+    pipe.rpush(
+        attempts_key,
+        _dumps({"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None}),
+    )
+    job_key = keys.job(job_id)
+    pipe.hset(job_key, mapping={"source_id": source_id, "state": "running", "last_start_ts": start_ts})
+    pipe.hincrby(job_key, "executions", 1)
+    pipe.expire(job_key, ttl_s)
+    pipe.expire(attempts_key, ttl_s)
+    pipe.hincrby(keys.STATS, "executions", 1)
+    pipe.zadd(RUNNING, {job_id: int((start_ts + claim_s) * 1000)})
+
+
+def add_end(
+    pipe: Any,
+    job_id: str,
+    source_id: str,
+    attempt_index: int | None,
+    attempt: dict[str, Any],
+    state: str,
+    ttl_s: int,
+    counter: str | None,
+    source_state: str | None = None,
+) -> None:
+    """Queue the writes of an attempt's end: the attempt entry, job state, a STATS counter, source state.
+
+    run_backfill marks the source running/pending/done itself; source_state covers what it cannot see
+    (dead-lettered, cancelled).
+    """
+    if attempt_index is not None:
+        # LSET by the index RPUSH returned: a concurrent duplicate run appends its own entry elsewhere.
+        pipe.lset(keys.job_attempts(job_id), attempt_index, _dumps(attempt))
+    job_key = keys.job(job_id)
+    fields: dict[str, Any] = {"state": state}
+    end_ts = attempt["end_ts"]
+    if state in ("done", "dead"):
+        fields[f"{state}_ts"] = end_ts
+    pipe.hset(job_key, mapping=fields)
+    pipe.expire(job_key, ttl_s)
+    if source_state is not None:
+        pipe.hset(keys.source(source_id), mapping={**fields, "state": source_state})
+    if counter:
+        pipe.hincrby(keys.STATS, counter, 1)
+    pipe.zrem(RUNNING, job_id)
+
+
+def _num(value: bytes | None, kind: type[float] | type[int]) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value.decode())
+    except ValueError:
+        return None
+
+
+def _record(job_id: str, fields: dict[bytes, bytes], attempts_raw: list[bytes]) -> dict[str, Any]:
+    attempts: list[dict[str, Any]] = []
+    for raw in attempts_raw:
+        try:
+            attempts.append(json.loads(raw))
+        except ValueError:  # a hand-edited or truncated entry must not break an export of 100k jobs
+            continue
+    if not fields and not attempts:
+        state = "missing"
+    else:
+        state = fields.get(b"state", b"pending").decode()
+    source = fields.get(b"source_id")
+    rec = {
+        "job_id": job_id,
+        "source_id": source.decode() if source else None,
+        "enqueued_ts": _num(fields.get(b"enqueued_ts"), float),
+        "state": state,
+        "attempts": attempts,
+        "done_ts": _num(fields.get(b"done_ts"), float),
+        "dead_ts": _num(fields.get(b"dead_ts"), float),
+        "redrives": _num(fields.get(b"redrives"), int) or 0,
+        "executions": _num(fields.get(b"executions"), int) or 0,
+    }
+    return {k: rec[k] for k in JOB_KEYS}
+
+
+def export_records(client: redis.Redis, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Yield one JOB_KEYS dict per job id (state "missing" when no record exists), pipelined in chunks."""
+    chunk: list[str] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        with client.pipeline(transaction=False) as pipe:
+            for jid in chunk:
+                pipe.hgetall(keys.job(jid))
+                pipe.lrange(keys.job_attempts(jid), 0, -1)
+            replies = pipe.execute()
+        for i, jid in enumerate(chunk):
+            yield _record(jid, replies[2 * i], replies[2 * i + 1])
+
+    for job_id in job_ids:
+        chunk.append(job_id)
+        if len(chunk) >= EXPORT_CHUNK:
+            yield from flush()
+            chunk = []
+    if chunk:
+        yield from flush()
+
+
+def queue_depth(client: redis.Redis, queue: str = default_queue_name) -> dict[str, int]:
+    """Queue depth now: ready, deferred, in_progress, dlq, completed (QUEUE_COLUMNS minus ts); 1 round trip.
+
+    arq keeps a running job in its queue zset with its old (past) score, so `ready` is the past-scored count
+    minus the running ones; a retrying job gets a future score when its attempt ends, so it counts as deferred.
+    """
+    now_ms = int(time.time() * 1000)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zcount(queue, "-inf", now_ms)
+        pipe.zcount(queue, f"({now_ms}", "+inf")
+        pipe.zcount(RUNNING, f"({now_ms}", "+inf")
+        pipe.hlen(keys.DLQ)
+        pipe.hget(keys.STATS, "completed")
+        past, future, running, dlq, completed = pipe.execute()
+    in_progress = min(int(running), int(past))
+    return {
+        "ready": int(past) - in_progress,
+        "deferred": int(future),
+        "in_progress": in_progress,
+        "dlq": int(dlq),
+        "completed": int(completed or 0),
+    }
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one lifecycle event (started, succeeded, retrying, dead-lettered, redriven) as structured fields."""
+    if _log.isEnabledFor(level):
+        _log.log(level, event, extra=fields)
