@@ -36,14 +36,14 @@ def result_table(summary: dict[str, Any]) -> Table:
         lost = jobs.get("lost")
         table.add_row(
             mode,
-            f"{m.get('requests', 0):,}",
-            f"{m.get('rps', 0):,.1f}",
+            f"{m.get('requests') or 0:,}",
+            _ms(m.get("rps")),
             _ms(lat.get("p50")),
             _ms(lat.get("p95")),
             _ms(lat.get("p99")),
             f"[{_STYLE.get(verdict, 'white')}]{verdict}[/]",
-            f"{target.get('apdex', 0):.2f}" if "apdex" in target else "-",
-            f"{m.get('failures', 0):,}",
+            f"{target['apdex']:.2f}" if isinstance(target.get("apdex"), int | float) else "-",
+            f"{m.get('failures') or 0:,}",
             _ms((jobs.get("e2e_ms") or {}).get("p95")) if jobs else "",
             ("[red]" + str(lost) + "[/]" if lost else str(lost)) if jobs else "",
         )

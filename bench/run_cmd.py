@@ -23,7 +23,7 @@ from bench.results import print_results
 from bench.stack import Stack, StackError, check_redis, http_get_json
 from service.redis_server import port_in_use
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 
 
 def _raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
@@ -154,7 +154,9 @@ def run(
     duration: str = typer.Option(None, help="load time per mode, e.g. 30s, 2m"),
     warmup: str = typer.Option(None, help="excluded from the numbers, e.g. 5s"),
     drain_timeout: str = typer.Option(None, help="how long to wait for the offload backlog, e.g. 60s"),
-    max_in_flight: int = typer.Option(None, help="open model: cap on requests in flight (all load processes)"),
+    max_in_flight: int = typer.Option(
+        None, help="open model: cap on requests in flight (all load processes)"
+    ),
     seed: int = typer.Option(None, help="seed of arrivals and payloads"),
     workers: int = typer.Option(None, help="arq worker processes"),
     processes: int = typer.Option(None, help="Locust load processes"),

@@ -15,7 +15,7 @@ from bench.run_cmd import _raise_interrupt
 from bench.stack import Stack, StackError
 from service.settings import WorkProfile
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 
 
 @app.command("up")

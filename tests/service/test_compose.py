@@ -70,4 +70,4 @@ def test_every_offload_variable_is_a_setting(monkeypatch) -> None:  # type: igno
             for var, value in _compose()["services"][name]["environment"].items():
                 m.setenv(var, str(value))
             settings = Settings()
-        assert settings.redis_url == "redis://redis:6379/0" and settings.work.pages == 5
+        assert settings.redis_url == "redis://redis:6379/0" and settings.work.pages == 10
