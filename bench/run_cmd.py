@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
             "workers": cfg.workers if cfg.host is None else None,
             "redis": "external" if cfg.redis_url else ("unknown" if cfg.host else "embedded"),
             "config": json.loads(cfg.model_dump_json()),
+            # service settings set in the environment (e.g. OFFLOAD_INJECT_DELAY_MS, OFFLOAD_JOB_TIMEOUT_S)
+            "service_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OFFLOAD_")},
         },
     )  # fmt: skip
     console.print(f"run folder: {run_dir}")
