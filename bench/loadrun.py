@@ -36,9 +36,11 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
         "--run-dir", str(run_dir),
         "--seed", str(cfg.seed),
         "--drain-timeout-s", f"{cfg.drain_timeout_s:g}" if mode == "offload" else "0",
-        "--users", str(cfg.users),
-        "--spawn-rate", f"{cfg.spawn_rate:g}",
     ]  # fmt: skip
+    if cfg.arrival_rate <= 0 or cfg.shape != "constant":
+        # closed model: users are the load; open model: users are arrival streams, which only a shape needs
+        # (without -u Locust runs one stream per load process, each sending at its share of the rate)
+        args += ["--users", str(cfg.users), "--spawn-rate", f"{cfg.spawn_rate:g}"]
     if cfg.arrival_rate > 0:
         args += ["--arrival-rate", f"{cfg.arrival_rate:g}", "--arrival", cfg.arrival]
         args += ["--max-in-flight", str(cfg.max_in_flight)]

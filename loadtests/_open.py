@@ -13,6 +13,7 @@ from gevent.pool import Pool
 from loadtests._loadgen import LoadgenStats
 
 MAX_DROP_COUNT: Final = 1_000_000  # bound on counting overdue arrivals at the end
+STOP_CHECK_S: Final = 0.1  # how often a waiting stream looks for a graceful stop
 
 
 def _count_due(times: Iterator[float], now: float) -> int:
@@ -43,8 +44,12 @@ def run_stream(
     try:
         for t in times:
             due = t
-            # always yield, even when behind: the spawned requests must get to run
-            gevent.sleep(max(0.0, t - time.time()))
+            # always yield, even when behind: the spawned requests must get to run; wait in slices so a
+            # graceful stop is seen at once, not after a long gap to the next arrival (which made Locust wait
+            # out its whole --stop-timeout)
+            gevent.sleep(min(max(0.0, t - time.time()), STOP_CHECK_S))
+            while not stopping() and (wait_s := t - time.time()) > 0:
+                gevent.sleep(min(wait_s, STOP_CHECK_S))
             if stopping():  # graceful stop asked for while waiting: this arrival falls after the end
                 due = None
                 break
