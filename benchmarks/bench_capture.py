@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,22 +22,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _stack import REPO, SHARED_CORES_NOTE, Figure, Result, clean_env, start_api, start_server, stop
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from service.redis_server import EmbeddedRedis, free_port
+from service.redis_server import EmbeddedRedis
 
 GOAL = 0.9
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "OFFLOAD_")) and k != "REDIS_URL"
-    }
-    env.update(extra)
-    return env
 
 
 UVICORN = [
@@ -53,36 +44,6 @@ UVICORN = [
 ]
 
 
-def start_server(cmd: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server on a free port; returns (process, base URL) once /healthz answers."""
-    import time
-
-    import httpx
-
-    port = free_port()
-    if cmd[:3] == UVICORN[:3]:
-        cmd = [*cmd, "--port", str(port)]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env=_env(**env, OFFLOAD_API_PORT=str(port), OFFLOAD_API_HOST="127.0.0.1"),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    raise SystemExit(f"error: the server did not start (log: {log})")
-
-
 def one_run(host: str, capture: str, duration_s: int, users: int, run_dir: Path) -> dict[str, Any]:
     """One headless Locust run; its rate (req/s), request count and mean CPU of the load process."""
     cmd = [
@@ -91,7 +52,7 @@ def one_run(host: str, capture: str, duration_s: int, users: int, run_dir: Path)
         "--capture", capture, "--run-dir", str(run_dir),
     ]  # fmt: skip
     out = subprocess.run(
-        cmd, env=_env(), capture_output=True, text=True, timeout=duration_s + 120, check=False
+        cmd, env=clean_env(), capture_output=True, text=True, timeout=duration_s + 120, check=False
     )
     if out.returncode != 0:
         raise SystemExit(f"error: locust exited {out.returncode}: {out.stderr[-500:]}")
@@ -118,7 +79,11 @@ def main() -> int:
         help="what to start without --host: the real API (+ Redis) or the minimal ASGI test app (faster, so "
         "Locust rather than the server is the bottleneck)",
     )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="tiny runs (a smoke test, figures meaningless)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here (for run_all.py)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration_s, args.users = 1, 1, 5
     console = Console()
     results: list[dict[str, Any]] = []
     order = [("on", "off") if i % 2 == 0 else ("off", "on") for i in range(args.rounds)]
@@ -128,15 +93,13 @@ def main() -> int:
         host = args.host
         try:
             if not host and args.server == "testapp":
-                api, host = start_server([*UVICORN, "tests.loadtests.testapp:app"], {}, tmp / "api.log")
+                api, host = start_server(
+                    [*UVICORN, "tests.loadtests.testapp:app"], {}, tmp / "api.log", port_flag=True
+                )
             elif not host:
                 redis_server = EmbeddedRedis(tmp / "redis")
                 redis_server.start()
-                api, host = start_server(
-                    [sys.executable, "-m", "service.api"],
-                    {"OFFLOAD_REDIS_URL": redis_server.url},
-                    tmp / "api.log",
-                )
+                api, host = start_api(redis_server.url, tmp / "api.log")
             with Progress(console=console) as progress:
                 task = progress.add_task("capture on/off runs", total=2 * args.rounds)
                 for i, pair in enumerate(order):
@@ -146,9 +109,7 @@ def main() -> int:
                         )
                         progress.advance(task)
         finally:
-            if api is not None:
-                api.terminate()
-                api.wait(30)
+            stop(api)
             if redis_server is not None:
                 redis_server.cleanup()
     table = Table(title=f"Locust max rate, POST /noop/sources, {args.users} users, {args.duration_s} s runs")
@@ -164,7 +125,13 @@ def main() -> int:
     print(
         f"median req/s: capture on {on:,.0f}, off {off:,.0f}; ratio on/off {ratio:.3f} ({verdict} the {GOAL} goal)"
     )
-    return 0 if ratio >= GOAL else 1
+    print(f"note: {SHARED_CORES_NOTE}")
+    result = Result(
+        "capture",
+        [Figure("Locust max rate, capture on/off", ratio, GOAL, ">=")],
+        {"runs": results, "median_on": on, "median_off": off, "args": vars(args)},
+    )
+    return result.report(args.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""What every benchmark shares: a clean child environment, the API/worker processes, machine facts, results.
+
+The scripts run as `python benchmarks/<name>.py`, so this folder is on sys.path and `import _stack` works.
+Each script can write its figures as JSON (`--json PATH`) for run_all.py's final table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.redis_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CORES_NOTE = (
+    "load generator, API, Redis and worker share the machine's cores (2 noisy, shared cores here): "
+    "only ratios measured side by side in one run count"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The parent's environment without LOCUST_*/OFFLOAD_*/REDIS_URL (a stray setting must not leak in)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "OFFLOAD_")) and k != "REDIS_URL"
+    }
+    env.update(extra)
+    return env
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop(proc)
+    raise SystemExit(f"error: the server did not start (log: {log})")
+
+
+def start_server(
+    cmd: list[str], env: dict[str, str], log: Path, port_flag: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start an HTTP server on a free loopback port; returns (process, base URL) once /healthz answers.
+
+    port_flag: pass the port as `--port N` (uvicorn's CLI) rather than OFFLOAD_API_PORT (python -m service.api).
+    """
+    port = free_port()
+    if port_flag:
+        cmd = [*cmd, "--port", str(port)]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=clean_env(**env, OFFLOAD_API_PORT=str(port), OFFLOAD_API_HOST="127.0.0.1"),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(proc, url, log)
+    return proc, url
+
+
+def start_api(redis_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m service.api` against redis_url (log level WARNING unless given)."""
+    env = {"OFFLOAD_REDIS_URL": redis_url, "OFFLOAD_LOG_LEVEL": "WARNING", **env}
+    return start_server([sys.executable, "-m", "service.api"], env, log)
+
+
+def start_worker(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`python -m service.worker` against redis_url (log level WARNING unless given)."""
+    env = {"OFFLOAD_REDIS_URL": redis_url, "OFFLOAD_LOG_LEVEL": "WARNING", **env}
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.worker"],
+            cwd=REPO,
+            env=clean_env(**env),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -> int | None:
+    """SIGTERM a child and wait for it (SIGKILL after timeout_s); its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def machine() -> dict[str, Any]:
+    """nproc and the CPU model (from /proc/cpuinfo): printed beside every figure."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count() or 0, "cpu_model": model}
+
+
+@dataclass
+class Figure:
+    """One benchmark figure against its goal: `>=` goals are floors, `<=` goals are ceilings."""
+
+    name: str
+    measured: float
+    goal: float
+    op: str  # ">=", "<=", or "info" (printed beside, no goal)
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        """Whether the measured figure meets the goal."""
+        if self.op == "info":
+            return True
+        return self.measured >= self.goal if self.op == ">=" else self.measured <= self.goal
+
+    @property
+    def ratio(self) -> float:
+        """measured / goal (>= goals) or goal / measured (<= goals): >= 1 means met."""
+        if self.op == "info":
+            return float("nan")
+        if self.op == ">=":
+            return self.measured / self.goal if self.goal else float("nan")
+        return self.goal / self.measured if self.measured > 0 else float("inf")
+
+
+@dataclass
+class Result:
+    """A benchmark's figures plus free-form details, written as JSON for run_all.py."""
+
+    bench: str
+    figures: list[Figure] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self, fig: Figure) -> str:
+        """One printable line per figure."""
+        verdict = "meets" if fig.met else "MISSES"
+        if fig.op == "info":
+            return f"{fig.name}: {fig.measured:,.3f}{fig.unit}"
+        return (
+            f"{fig.name}: {fig.measured:,.3f}{fig.unit} (goal {fig.op} {fig.goal:g}{fig.unit}; "
+            f"ratio {fig.ratio:.2f}, {verdict} the goal)"
+        )
+
+    def report(self, json_path: Path | None) -> int:
+        """Print the figures (with the machine and the shared-cores caveat), write JSON; 0 if all goals met."""
+        m = machine()
+        for fig in self.figures:
+            print(self.line(fig))
+        print(f"machine: {m['nproc']} cores, {m['cpu_model']}; {SHARED_CORES_NOTE}")
+        if json_path is not None:
+            payload = {
+                "bench": self.bench,
+                "ts": time.time(),
+                "machine": m,
+                "figures": [{**asdict(f), "met": f.met, "ratio": f.ratio} for f in self.figures],
+                "details": self.details,
+            }
+            json_path.write_text(json.dumps(payload, indent=2, default=str))
+        return 0 if all(f.met for f in self.figures) else 1

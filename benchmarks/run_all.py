@@ -1,0 +1,110 @@
+"""Run every benchmark in sequence and print one table of figures (`make bench`; under 10 minutes).
+
+    .venv/bin/python benchmarks/run_all.py [--only NAME ...] [--quick] [--lock FILE] [--out DIR]
+
+Each benchmark is a child process (`python benchmarks/bench_<name>.py --json ...`) that prints its own
+tables; this script collects the figures it writes and prints them together: goal, measured, ratio
+(>= 1 means the goal is met). --lock FILE runs each benchmark under `flock FILE` (a machine shared with
+other heavy runs: each benchmark holds the lock for its own few minutes, so others can interleave).
+Exit 0 when every goal is met, 1 when one is missed, 2 when a benchmark failed to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _stack import REPO, SHARED_CORES_NOTE, machine
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+# name -> extra arguments for `make bench` (chosen so the whole sequence stays under 10 minutes)
+BENCHES: dict[str, list[str]] = {
+    "offload_path": [],
+    "worker": [],
+    "capture": ["--rounds", "4", "--duration-s", "10"],
+    "analysis": [],
+}
+
+
+def run_one(name: str, quick: bool, lock: Path | None, out: Path) -> tuple[int, dict[str, Any] | None, float]:
+    """Run one benchmark; (exit code, its JSON figures or None, seconds)."""
+    json_path = out / f"{name}.json"
+    cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *BENCHES[name], "--json", str(json_path)]
+    if quick:
+        cmd.append("--quick")
+    if lock is not None:
+        cmd = ["flock", str(lock), *cmd]
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=REPO, check=False).returncode
+    wall_s = time.perf_counter() - t0
+    data = json.loads(json_path.read_text()) if json_path.exists() else None
+    return rc, data, wall_s
+
+
+def table(results: dict[str, tuple[int, dict[str, Any] | None, float]]) -> Table:
+    """The final table: one row per figure."""
+    t = Table(title="offload-bench benchmarks")
+    for col, justify in (("benchmark", "left"), ("figure", "left"), ("goal", "right"), ("measured", "right"),
+                         ("ratio", "right"), ("", "left"), ("run s", "right")):  # fmt: skip
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, (rc, data, wall_s) in results.items():
+        if data is None:
+            t.add_row(name, f"did not run (exit {rc})", "", "", "", "[red]ERROR[/red]", f"{wall_s:.0f}")
+            continue
+        for fig in data["figures"]:
+            unit = fig["unit"]
+            if fig["op"] == "info":
+                goal, ratio, verdict = "", "", ""
+            else:
+                goal = f"{fig['op']} {fig['goal']:,g}{unit}"
+                ratio = f"{fig['ratio']:.2f}"
+                verdict = "[green]met[/green]" if fig["met"] else "[red]MISSED[/red]"
+            t.add_row(
+                name, fig["name"], goal, f"{fig['measured']:,.2f}{unit}", ratio, verdict, f"{wall_s:.0f}"
+            )
+    return t
+
+
+def main() -> int:
+    """Run the selected benchmarks, print the table."""
+    parser = argparse.ArgumentParser(description="run every benchmark and print one table")
+    parser.add_argument("--only", action="append", choices=list(BENCHES), help="run only these (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="each benchmark in its tiny smoke-test mode")
+    parser.add_argument("--lock", type=Path, default=None, help="hold `flock FILE` around each benchmark")
+    parser.add_argument("--out", type=Path, default=None, help="keep each benchmark's JSON figures here")
+    args = parser.parse_args()
+    if args.lock is not None and shutil.which("flock") is None:
+        print("error: --lock needs the flock command (util-linux)", file=sys.stderr)
+        return 2
+    names = args.only or list(BENCHES)
+    console = Console()
+    results: dict[str, tuple[int, dict[str, Any] | None, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
+        out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            console.rule(f"bench_{name}.py")
+            results[name] = run_one(name, args.quick, args.lock, out)
+    console.print(table(results))
+    m = machine()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    console.print(f"{stamp}; {m['nproc']} cores, {m['cpu_model']}; {SHARED_CORES_NOTE}")
+    if args.quick:
+        console.print("--quick: smoke-test sizes, the figures mean nothing")
+    if any(data is None for _, data, _ in results.values()):
+        return 2
+    return 0 if all(f["met"] for _, d, _ in results.values() if d for f in d["figures"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
