@@ -1,17 +1,12 @@
-"""The arq worker: the backfill job wrapped with retries, a dead-letter queue, lifecycle records and a
-graceful shutdown. `python -m service.worker` runs one worker process with settings from the environment.
+"""The arq job: the backfill wrapped with retries, a dead-letter queue and lifecycle records; and the entry
+point. `python -m service.worker` runs one worker process with settings from the environment.
 
 What arq does not give and this module adds:
 - arq retries only on `Retry`; every other exception ends a job, and when `job_try > max_tries` arq ends it
   without any hook. So arq gets a try limit it never reaches (ARQ_MAX_TRIES) and the wrapper enforces ours
   from ctx["job_try"] (which cancellations and crashes bump too): an attempt that may not run again parks
   the job in our DLQ and returns normally, so no path ends a job outside the DLQ.
-- arq's SIGTERM handling cancels run_job tasks at arbitrary awaits (the CancelledError traceback, exit 1,
-  in-progress keys left with a ~310 s TTL). GracefulWorker stops claiming jobs, lets running ones finish for
-  shutdown_grace_s, then cancels only the job coroutines (arq re-queues those cleanly) and lets the main
-  loop return on its own, so nothing is cancelled mid-Redis-call.
-- arq's in-progress TTL is job timeout + 10 s (310 s by default); here it is job_timeout_s + orphan_margin_s.
-- arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call.
+The process around it (graceful SIGTERM, batch claims, heartbeat) is service/worker_runtime.py.
 """
 
 from __future__ import annotations
@@ -22,67 +17,33 @@ import logging
 import logging.config
 import os
 import random
-import signal
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, Final
 
-from arq.connections import RedisSettings
-from arq.constants import in_progress_key_prefix
-from arq.worker import Retry, RetryJob, Worker, func
+from arq.worker import Retry, RetryJob, func
 from pydantic import ValidationError
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import keys, lifecycle
 from service.backfill import PoisonBackfillError, backoff_s, run_backfill
 from service.dlq import add_park
 from service.jsonlog import log_config
 from service.settings import Settings
+from service.worker_runtime import (
+    GracefulWorker,
+    WorkerState,
+    claim_s,
+    on_shutdown,
+    on_startup,
+    redis_settings,
+)
 
 ARQ_MAX_TRIES: Final = 1_000_000  # arq must never end a job itself: our wrapper parks it first
-HEARTBEAT_EVERY_S: Final = 1.0
-HEARTBEAT_TTL_S: Final = 5
-
-# Claim jobs the way arq's start_jobs does (still in the queue, due, not in progress elsewhere -> set the
-# in-progress key with the claim TTL), for a batch of ids in one round trip. Returns {id, score} pairs.
-CLAIM_LUA: Final = """
-local now, ttl, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local out = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now and redis.call('EXISTS', prefix .. id) == 0 then
-    redis.call('PSETEX', prefix .. id, ttl, '1')
-    out[#out + 1] = {id, score}
-  end
-end
-return out
-"""
-
 log = logging.getLogger("service.worker")
-
-
-@dataclass
-class WorkerState:
-    """Per-process state the job wrapper reads from ctx["ob"]."""
-
-    settings: Settings
-    worker_id: str
-    rng: random.Random
-    hard_stop: bool = False  # the shutdown grace ended: jobs that have not started yet must not start
-
-
-def claim_s(settings: Settings) -> float:
-    """How long a claimed job stays claimed (arq's in-progress TTL): after SIGKILL it re-runs within this."""
-    return settings.job_timeout_s + settings.orphan_margin_s
 
 
 async def _end(
@@ -179,7 +140,11 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
     try:
         async with redis.pipeline(transaction=False) as pipe:
             lifecycle.add_start(pipe, job_id, source_id, job_try, start_ts, ttl_s, claim_s(cfg))
-            index = int((await pipe.execute())[0]) - 1
+            # the source's user_id/name ride along: run_backfill need not read them in a round trip of its own
+            pipe.hmget(keys.source(source_id), ["user_id", "name"])
+            replies = await pipe.execute()
+        index = int(replies[0]) - 1
+        user_id, name = (v.decode() if isinstance(v, bytes) else v for v in replies[-1])
     except (RedisError, OSError) as exc:
         # not recorded, not run: let arq re-queue it (its own finish may fail too; then the claim expires)
         raise Retry(defer=backoff_s(job_try, cfg.retry_base_s, cfg.retry_cap_s, st.rng)) from exc
@@ -203,7 +168,10 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
         try:
             # our own deadline, inside arq's (job_timeout_s + margin/2), so a timeout is recorded and retried
             async with asyncio.timeout(cfg.job_timeout_s):
-                await run_backfill(redis, source_id, cfg.work, job_try, ttl_s=ttl_s)
+                # a missing field (None) makes run_backfill re-read the record and raise SourceMissingError
+                await run_backfill(
+                    redis, source_id, cfg.work, job_try, ttl_s=ttl_s, user_id=user_id, name=name
+                )
         except asyncio.CancelledError:
             attempt.update(end_ts=time.time(), outcome="cancelled", error="cancelled")
             with contextlib.suppress(RedisError, OSError):
@@ -252,176 +220,6 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
             "redis error recording job", extra={"job_id": job_id, "error": f"{type(exc).__name__}: {exc}"}
         )
         raise Retry(defer=backoff_s(job_try, cfg.retry_base_s, cfg.retry_cap_s, st.rng)) from exc
-
-
-async def _heartbeat(redis: Any, worker_id: str) -> None:
-    # SET ob:worker:<id> = now (short TTL) for /healthz; also drop expired claims from the RUNNING zset
-    key = keys.WORKER_HEARTBEAT_PREFIX + worker_id
-    while True:
-        now_s = time.time()
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, f"{now_s:.3f}", ex=HEARTBEAT_TTL_S)
-                pipe.zremrangebyscore(lifecycle.RUNNING, "-inf", int(now_s * 1000))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-
-async def on_startup(ctx: dict[str, Any]) -> None:
-    """Start the heartbeat."""
-    st: WorkerState = ctx["ob"]
-    ctx["heartbeat_task"] = asyncio.create_task(_heartbeat(ctx["redis"], st.worker_id))
-    log.info("worker started", extra={"worker_id": st.worker_id, "max_jobs": st.settings.max_jobs})
-
-
-async def on_shutdown(ctx: dict[str, Any]) -> None:
-    """Stop the heartbeat and remove it (the worker is gone, /healthz should not count it)."""
-    st: WorkerState = ctx["ob"]
-    task = ctx.pop("heartbeat_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    with contextlib.suppress(RedisError, OSError):
-        await ctx["redis"].delete(keys.WORKER_HEARTBEAT_PREFIX + st.worker_id)
-
-
-class GracefulWorker(Worker):
-    """arq's Worker with a clean SIGTERM/SIGINT, a bounded orphan time and survival of Redis outages."""
-
-    def __init__(self, *, state: WorkerState, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.state = state
-        # arq sets this to job timeout + 10 s; after SIGKILL the job re-runs when the key expires
-        self.in_progress_timeout_s = claim_s(state.settings)
-        self._slot_free = asyncio.Event()
-        self._drain_task: asyncio.Task[None] | None = None
-        self._grace_deadline = 0.0
-        self._outage_s = 0.0
-        self._claim: Any = None
-
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._slot_free.set()
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim ready jobs in batches of free slots with one script call each, then start them.
-
-        arq claims one job per WATCH/EXISTS/ZSCORE/MULTI sequence (4 round trips, in its single main loop),
-        which caps a process near 1 / (4 RTT) jobs/s; the script does the same checks atomically per id.
-        Waiting for a free slot here (not in arq's semaphore) lets a shutdown stop further claims.
-        """
-        pending = [j.decode() for j in job_ids]
-        while pending:
-            while self.job_counter >= self.max_jobs and self.allow_pick_jobs:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-            if not self.allow_pick_jobs:
-                return
-            batch, pending = (
-                pending[: self.max_jobs - self.job_counter],
-                pending[self.max_jobs - self.job_counter :],
-            )
-            if self._claim is None:
-                self._claim = self.pool.register_script(CLAIM_LUA)
-            claimed = await self._claim(
-                keys=[self.queue_name],
-                args=[
-                    int(time.time() * 1000),
-                    int(self.in_progress_timeout_s * 1000),
-                    in_progress_key_prefix,
-                    *batch,
-                ],
-            )
-            for raw_id, raw_score in claimed:
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                await (
-                    self.sem.acquire()
-                )  # never blocks: job_counter < max_jobs < the semaphore's max_jobs + 1
-                self.job_counter += 1
-                task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[job_id] = task
-
-    async def _poll_iteration(self) -> None:
-        try:
-            await super()._poll_iteration()
-        except (RedisError, OSError) as exc:
-            # arq would crash the process on the first failed poll; wait for Redis to come back instead
-            self._outage_s = min(max(self._outage_s * 2, 0.1), 2.0)
-            log.warning(
-                "redis unavailable, retrying",
-                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": self._outage_s},
-            )
-            await asyncio.sleep(self._outage_s)
-        else:
-            self._outage_s = 0.0
-
-    def _running(self) -> int:
-        return sum(not t.done() for t in self.tasks.values())
-
-    def handle_sig(self, signum: signal.Signals) -> None:
-        """First signal: stop claiming, drain within the grace. A second one ends the grace now."""
-        sig = signal.Signals(signum)
-        if self._drain_task is not None:
-            self._grace_deadline = 0.0
-            log.info("second signal: cancelling running jobs now", extra={"signal": sig.name})
-            return
-        self.allow_pick_jobs = False
-        # burst mode with a budget of 0 makes arq's main loop wait for its tasks and return by itself
-        self.burst = True
-        self.max_burst_jobs = 0
-        self._slot_free.set()
-        self._grace_deadline = time.monotonic() + self.state.settings.shutdown_grace_s
-        log.info(
-            "shutdown: draining",
-            extra={
-                "signal": sig.name,
-                "running": self._running(),
-                "grace_s": self.state.settings.shutdown_grace_s,
-            },
-        )
-        self._drain_task = self.loop.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        while self._running() and time.monotonic() < self._grace_deadline:
-            await asyncio.sleep(0.02)
-        if not self._running():
-            log.info("shutdown: all jobs finished", extra={"completed": self.jobs_complete})
-            return
-        self.state.hard_stop = True
-        log.warning(
-            "shutdown: grace over, cancelling jobs (they will run again)", extra={"running": self._running()}
-        )
-        cancelled: set[str] = set()
-        while self._running():
-            # cancel the job coroutines, not arq's run_job tasks: run_job then re-queues them and clears
-            # their in-progress keys; jobs that start later see hard_stop and re-queue themselves
-            for job_id, task in list(self.job_tasks.items()):
-                if job_id not in cancelled:
-                    cancelled.add(job_id)
-                    task.cancel()
-            await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        """Let the drain task end (it logs the outcome) before arq closes the pool."""
-        if self._drain_task is not None and not self._drain_task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain_task
-        await super().close()
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's connection settings: wait for Redis at start; retry commands over a short outage."""
-    rs = RedisSettings.from_dsn(settings.redis_url)
-    rs.conn_timeout = max(1, int(settings.redis_timeout_s + 0.999))
-    rs.conn_retries = 30
-    rs.conn_retry_delay = 1
-    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    rs.retry = RedisRetry(ExponentialBackoff(cap=0.5, base=0.02), retries=4)
-    return rs
 
 
 def worker_kwargs(settings: Settings, state: WorkerState) -> dict[str, Any]:

@@ -1,0 +1,240 @@
+"""The worker process's runtime around the job: arq's Worker made graceful, batch claims, the heartbeat.
+
+What it adds to arq (the job wrapper with retries and the DLQ is service/worker.py):
+- arq's SIGTERM handling cancels run_job tasks at arbitrary awaits (the CancelledError traceback, exit 1,
+  in-progress keys left with a ~310 s TTL). GracefulWorker stops claiming jobs, lets running ones finish for
+  shutdown_grace_s, then cancels only the job coroutines (arq re-queues those cleanly) and lets the main
+  loop return on its own, so nothing is cancelled mid-Redis-call.
+- arq's in-progress TTL is job timeout + 10 s (310 s by default); here it is job_timeout_s + orphan_margin_s.
+- arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call.
+- a heartbeat key per process for /healthz, which also drops expired claims from lifecycle.RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service import keys, lifecycle
+from service.settings import Settings
+
+HEARTBEAT_EVERY_S: Final = 1.0
+HEARTBEAT_TTL_S: Final = 5
+
+# Claim jobs the way arq's start_jobs does (still in the queue, due, not in progress elsewhere -> set the
+# in-progress key with the claim TTL), for a batch of ids in one round trip. Returns {id, score} pairs.
+CLAIM_LUA: Final = """
+local now, ttl, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now and redis.call('EXISTS', prefix .. id) == 0 then
+    redis.call('PSETEX', prefix .. id, ttl, '1')
+    out[#out + 1] = {id, score}
+  end
+end
+return out
+"""
+
+log = logging.getLogger("service.worker")
+
+
+@dataclass
+class WorkerState:
+    """Per-process state the job wrapper reads from ctx["ob"]."""
+
+    settings: Settings
+    worker_id: str
+    rng: random.Random
+    hard_stop: bool = False  # the shutdown grace ended: jobs that have not started yet must not start
+
+
+def claim_s(settings: Settings) -> float:
+    """How long a claimed job stays claimed (arq's in-progress TTL): after SIGKILL it re-runs within this."""
+    return settings.job_timeout_s + settings.orphan_margin_s
+
+
+async def _heartbeat(redis: Any, worker_id: str) -> None:
+    # SET ob:worker:<id> = now (short TTL) for /healthz; also drop expired claims from the RUNNING zset
+    key = keys.WORKER_HEARTBEAT_PREFIX + worker_id
+    while True:
+        now_s = time.time()
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, f"{now_s:.3f}", ex=HEARTBEAT_TTL_S)
+                pipe.zremrangebyscore(lifecycle.RUNNING, "-inf", int(now_s * 1000))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    """Start the heartbeat."""
+    st: WorkerState = ctx["ob"]
+    ctx["heartbeat_task"] = asyncio.create_task(_heartbeat(ctx["redis"], st.worker_id))
+    log.info("worker started", extra={"worker_id": st.worker_id, "max_jobs": st.settings.max_jobs})
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    """Stop the heartbeat and remove it (the worker is gone, /healthz should not count it)."""
+    st: WorkerState = ctx["ob"]
+    task = ctx.pop("heartbeat_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with contextlib.suppress(RedisError, OSError):
+        await ctx["redis"].delete(keys.WORKER_HEARTBEAT_PREFIX + st.worker_id)
+
+
+class GracefulWorker(Worker):
+    """arq's Worker with a clean SIGTERM/SIGINT, a bounded orphan time and survival of Redis outages."""
+
+    def __init__(self, *, state: WorkerState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+        # arq sets this to job timeout + 10 s; after SIGKILL the job re-runs when the key expires
+        self.in_progress_timeout_s = claim_s(state.settings)
+        self._slot_free = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._grace_deadline = 0.0
+        self._outage_s = 0.0
+        self._claim: Any = None
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_free.set()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim ready jobs in batches of free slots with one script call each, then start them.
+
+        arq claims one job per WATCH/EXISTS/ZSCORE/MULTI sequence (4 round trips, in its single main loop),
+        which caps a process near 1 / (4 RTT) jobs/s; the script does the same checks atomically per id.
+        Waiting for a free slot here (not in arq's semaphore) lets a shutdown stop further claims.
+        """
+        pending = [j.decode() for j in job_ids]
+        while pending:
+            while self.job_counter >= self.max_jobs and self.allow_pick_jobs:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            if not self.allow_pick_jobs:
+                return
+            batch, pending = (
+                pending[: self.max_jobs - self.job_counter],
+                pending[self.max_jobs - self.job_counter :],
+            )
+            if self._claim is None:
+                self._claim = self.pool.register_script(CLAIM_LUA)
+            claimed = await self._claim(
+                keys=[self.queue_name],
+                args=[
+                    int(time.time() * 1000),
+                    int(self.in_progress_timeout_s * 1000),
+                    in_progress_key_prefix,
+                    *batch,
+                ],
+            )
+            for raw_id, raw_score in claimed:
+                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                await (
+                    self.sem.acquire()
+                )  # never blocks: job_counter < max_jobs < the semaphore's max_jobs + 1
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            # arq would crash the process on the first failed poll; wait for Redis to come back instead
+            self._outage_s = min(max(self._outage_s * 2, 0.1), 2.0)
+            log.warning(
+                "redis unavailable, retrying",
+                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": self._outage_s},
+            )
+            await asyncio.sleep(self._outage_s)
+        else:
+            self._outage_s = 0.0
+
+    def _running(self) -> int:
+        return sum(not t.done() for t in self.tasks.values())
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        """First signal: stop claiming, drain within the grace. A second one ends the grace now."""
+        sig = signal.Signals(signum)
+        if self._drain_task is not None:
+            self._grace_deadline = 0.0
+            log.info("second signal: cancelling running jobs now", extra={"signal": sig.name})
+            return
+        self.allow_pick_jobs = False
+        # burst mode with a budget of 0 makes arq's main loop wait for its tasks and return by itself
+        self.burst = True
+        self.max_burst_jobs = 0
+        self._slot_free.set()
+        self._grace_deadline = time.monotonic() + self.state.settings.shutdown_grace_s
+        log.info(
+            "shutdown: draining",
+            extra={
+                "signal": sig.name,
+                "running": self._running(),
+                "grace_s": self.state.settings.shutdown_grace_s,
+            },
+        )
+        self._drain_task = self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._running() and time.monotonic() < self._grace_deadline:
+            await asyncio.sleep(0.02)
+        if not self._running():
+            log.info("shutdown: all jobs finished", extra={"completed": self.jobs_complete})
+            return
+        self.state.hard_stop = True
+        log.warning(
+            "shutdown: grace over, cancelling jobs (they will run again)", extra={"running": self._running()}
+        )
+        cancelled: set[str] = set()
+        while self._running():
+            # cancel the job coroutines, not arq's run_job tasks: run_job then re-queues them and clears
+            # their in-progress keys; jobs that start later see hard_stop and re-queue themselves
+            for job_id, task in list(self.job_tasks.items()):
+                if job_id not in cancelled:
+                    cancelled.add(job_id)
+                    task.cancel()
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Let the drain task end (it logs the outcome) before arq closes the pool."""
+        if self._drain_task is not None and not self._drain_task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
+        await super().close()
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings: wait for Redis at start; retry commands over a short outage."""
+    rs = RedisSettings.from_dsn(settings.redis_url)
+    rs.conn_timeout = max(1, int(settings.redis_timeout_s + 0.999))
+    rs.conn_retries = 30
+    rs.conn_retry_delay = 1
+    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]
+    rs.retry = RedisRetry(ExponentialBackoff(cap=0.5, base=0.02), retries=4)
+    return rs
