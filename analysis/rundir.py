@@ -37,11 +37,17 @@ def create_run_dir(out: Path | None = None, run_id: str | None = None) -> Path:
     run_dir = base / (run_id or new_run_id())
     run_dir.mkdir(parents=True, exist_ok=False)
     _point_latest(run_dir)
-    update_run_json(
+    init_run_json(run_dir)
+    return run_dir
+
+
+def init_run_json(run_dir: Path) -> dict[str, Any]:
+    """Start run.json in run_dir: schema version, id, creation time, status running, machine metadata."""
+    return update_run_json(
         run_dir,
         {
             "schema_version": RUN_SCHEMA_VERSION,
-            "run_id": run_dir.name,
+            "run_id": Path(run_dir).name,
             "created_ts": time.time(),
             "status": "running",
             "meta": run_metadata(),
@@ -49,7 +55,6 @@ def create_run_dir(out: Path | None = None, run_id: str | None = None) -> Path:
             "notes": [],
         },
     )
-    return run_dir
 
 
 def _point_latest(run_dir: Path) -> None:

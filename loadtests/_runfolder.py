@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from analysis.rundir import create_run_dir, read_run_json, run_metadata, update_run_json
-from analysis.schema import RUN_FILE, RUN_SCHEMA_VERSION
+from analysis.rundir import create_run_dir, init_run_json, read_run_json
+from analysis.schema import RUN_FILE
 from loadtests._options import LoadOptions
 
 _log = logging.getLogger("loadtests")
@@ -21,18 +20,7 @@ def open_run_dir(given: str) -> tuple[Path, bool]:
     run_dir = Path(given)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / RUN_FILE).exists():
-        update_run_json(
-            run_dir,
-            {
-                "schema_version": RUN_SCHEMA_VERSION,
-                "run_id": run_dir.name,
-                "created_ts": time.time(),
-                "status": "running",
-                "meta": run_metadata(),
-                "modes": {},
-                "notes": [],
-            },
-        )
+        init_run_json(run_dir)
     return run_dir, False
 
 
