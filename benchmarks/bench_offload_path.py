@@ -24,11 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import redis
 from _stack import REPO, SHARED_CORES_NOTE, Figure, Result, clean_env, start_api, stop
 from rich.console import Console
 from rich.progress import Progress
@@ -137,6 +139,25 @@ def open_model_latency(run_dir: Path, mode: str, warmup_s: float) -> dict[str, f
     }
 
 
+def reset_redis(url: str, timeout_s: float = 30.0) -> None:
+    """Empty Redis and compact its AOF before a run: no run pays for an earlier one's data or AOF rewrite.
+
+    Offload writes more bytes per request than noop; an AOF rewrite's fork would land in whichever run.
+    """
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+        client.bgrewriteaof()  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info: dict[str, Any] = client.info("persistence")  # type: ignore[assignment]
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
 def _order(pairs: int) -> list[str]:
     # ABBA: a linear drift of the machine hits both modes alike
     return [m for i in range(pairs) for m in (MODES if i % 2 == 0 else MODES[::-1])]
@@ -150,8 +171,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves a core to the server)")
     parser.add_argument("--rate-fraction", type=float, default=0.5, help="open-model rate / noop max rate")
-    parser.add_argument("--locust-pairs", type=int, default=2, help="open-model runs per mode")
-    parser.add_argument("--locust-duration-s", type=float, default=12.0, help="length of each Locust run")
+    parser.add_argument("--locust-pairs", type=int, default=3, help="open-model runs per mode")
+    parser.add_argument("--locust-duration-s", type=float, default=10.0, help="length of each Locust run")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="dropped from each Locust run's start")
     parser.add_argument("--no-cross-check", action="store_true", help="skip Locust's closed-model max rate")
     parser.add_argument("--quick", action="store_true", help="tiny runs (a smoke test, figures meaningless)")
@@ -185,6 +206,7 @@ def main() -> int:
                     run_wrk(wrk, url, mode, min(2.0, args.duration_s), args.connections, 1, lua)
                     progress.advance(task)
                 for mode in _order(args.pairs):
+                    reset_redis(redis_server.url)
                     wrk_runs.append(
                         run_wrk(wrk, url, mode, args.duration_s, args.connections, args.threads, lua)
                     )
@@ -192,6 +214,7 @@ def main() -> int:
                 noop_max = statistics.median(r["rps"] for r in wrk_runs if r["mode"] == "noop")
                 rate = args.rate_fraction * noop_max
                 for i, mode in enumerate(_order(args.locust_pairs)):
+                    reset_redis(redis_server.url)
                     run_dir = tmp / f"open-{i}-{mode}"
                     run_locust(url, mode, args.locust_duration_s, run_dir, rate=rate)
                     open_runs.append({"mode": mode, **open_model_latency(run_dir, mode, args.warmup_s)})

@@ -18,11 +18,18 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arq.connections import RedisSettings
-from arq.constants import in_progress_key_prefix
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.worker import Worker
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
@@ -63,6 +70,8 @@ class WorkerState:
     worker_id: str
     rng: random.Random
     hard_stop: bool = False  # the shutdown grace ended: jobs that have not started yet must not start
+    # job id -> lifecycle writes (pipe) -> None, to add to arq's finish transaction of that job
+    finish_writes: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 def claim_s(settings: Settings) -> float:
@@ -117,6 +126,53 @@ class GracefulWorker(Worker):
         self._grace_deadline = 0.0
         self._outage_s = 0.0
         self._claim: Any = None
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's finish transaction plus the job's pending lifecycle writes (a success), in one round trip.
+
+        The body is arq 0.28's Worker.finish_job with the lifecycle writes added to its MULTI/EXEC.
+        """
+        writes = self.state.finish_writes.pop(job_id, None)
+        if writes is None:
+            await super().finish_job(
+                job_id,
+                finish,
+                result_data,
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+            )
+            return
+        async with self.pool.pipeline(transaction=True) as tr:
+            delete_keys = []
+            in_progress_key = in_progress_key_prefix + job_id
+            if keep_in_progress is None:
+                delete_keys.append(in_progress_key)
+            else:
+                tr.pexpire(in_progress_key, int(keep_in_progress * 1000))
+            if finish:
+                if result_data:
+                    expire_ms = None if keep_result_forever else int((result_timeout_s or 0) * 1000) or None
+                    tr.set(result_key_prefix + job_id, result_data, px=expire_ms)
+                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                tr.zrem(abort_jobs_ss, job_id)
+                tr.zrem(self.queue_name, job_id)
+            elif incr_score:
+                tr.zincrby(self.queue_name, incr_score, job_id)
+            if delete_keys:
+                tr.delete(*delete_keys)
+            writes(tr)
+            await tr.execute()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
