@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -36,6 +37,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: one line for people, the traceback on request
+        if os.environ.get("OFFLOAD_BENCH_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with OFFLOAD_BENCH_DEBUG=1 for details)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 # Subcommands register themselves on `app` when imported; each module imports `app` from here.
