@@ -251,6 +251,7 @@ def main() -> int:
 
     med = {m: statistics.median(r["rps"] for r in wrk_runs if r["mode"] == m) for m in MODES}
     p99 = {m: statistics.median(r["p99"] for r in open_runs if r["mode"] == m) for m in MODES}
+    p50 = {m: statistics.median(r["p50"] for r in open_runs if r["mode"] == m) for m in MODES}
     print(f"wrk median req/s: noop {med['noop']:,.0f}, offload {med['offload']:,.0f}")
     print(
         f"open model at {rate:,.0f} req/s, median p99: noop {p99['noop']:.2f} ms, offload {p99['offload']:.2f} ms"
@@ -273,6 +274,7 @@ def main() -> int:
                 "<=",
                 " ms",
             ),
+            Figure("p50 offload - noop, same runs", p50["offload"] - p50["noop"], 0.0, "info", " ms"),
         ],
         {"wrk": wrk_runs, "open": open_runs, "rate": rate, "cross_check": cross, "args": vars(args)},
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from arq.constants import default_queue_name
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -30,7 +33,25 @@ from service.settings import Settings
 from service.sources import create_source, new_id, read_source, source_fields
 
 log = logging.getLogger("service.api")
-router = APIRouter()
+
+
+@asynccontextmanager
+async def _steady_gc(_app: Any) -> AsyncIterator[None]:
+    """Freeze every object alive once the app has started, for the process's life (the router's lifespan).
+
+    Otherwise each full collection scans them all (modules, pydantic schemas, routes: ~60k objects), ~40 ms
+    on 2 shared cores, about every 0.3 s under load: that was the p99 of every endpoint (wrk -c32, ABAB: p99
+    48 -> 11 ms, +12 % req/s; benchmarks/README.md). Collections then scan only request-time objects.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()  # an app built and stopped inside a longer-lived process (tests) leaves nothing pinned
+
+
+router = APIRouter(lifespan=_steady_gc)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 _IN_FLIGHT_STATES = frozenset({"pending", "running"})

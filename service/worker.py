@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import logging.config
 import os
@@ -279,6 +280,9 @@ def main() -> int:
     logging.getLogger("arq").setLevel(logging.WARNING)
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = build_worker(settings)
+    # the objects alive now (modules, arq, pydantic) are never garbage: keep full collections off them
+    gc.collect()
+    gc.freeze()
     try:
         worker.run()
     except (RedisError, OSError) as exc:
