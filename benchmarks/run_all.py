@@ -88,7 +88,8 @@ def main() -> int:
         print("error: --lock needs the flock command (util-linux)", file=sys.stderr)
         return 2
     names = args.only or list(BENCHES)
-    console = Console()
+    # a piped or logged run gets a table wide enough to read (rich assumes 80 columns without a terminal)
+    console = Console() if sys.stdout.isatty() else Console(width=130)
     results: dict[str, tuple[int, dict[str, Any] | None, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         out = args.out or Path(tmp)
