@@ -6,8 +6,8 @@ Definitions (printed in the reports):
 - recovery: the backlog (ready + deferred + in progress) is back to normal when it is at or below the largest
   backlog of the `baseline_s` before the fault; recovery_s runs from the fault's start to the first queue
   sample after the fault's end that is back to normal (None: not within the sampled time).
-- orphaned jobs: attempts running at the fault's start that never ended or ended "cancelled"; re-run delay is
-  from the fault's start to the next attempt of the same job.
+- orphaned jobs: attempts running at the fault's start, or begun while it lasted, that never ended or ended
+  "cancelled"; re-run delay is from the fault's start to the next attempt of the same job.
 """
 
 from __future__ import annotations
@@ -57,16 +57,20 @@ def recovery_s(queue: pd.DataFrame | None, start: float, end: float) -> float | 
     return float(ts[after[0]] - start) if after.size else None
 
 
-def orphan_effect(attempts: pd.DataFrame | None, start: float) -> dict[str, Any]:
-    """Attempts cut by the fault and how long until each job ran again."""
+def orphan_effect(attempts: pd.DataFrame | None, start: float, end: float | None = None) -> dict[str, Any]:
+    """Attempts cut by the fault (running at its start or begun while it lasted) and when each job ran again."""
     if attempts is None or attempts.empty:
         return {"in_flight": 0, "orphaned": 0, "rerun": 0, "rerun_max_s": None, "rerun_p50_s": None}
-    running = (attempts["start_ts"] <= start) & ~(attempts["end_ts"] < start)
+    until = start if end is None else max(start, end)
+    running = (attempts["start_ts"] <= until) & ~(attempts["end_ts"] < start)
     in_flight = attempts[running]
     cut = in_flight[in_flight["end_ts"].isna() | (in_flight["outcome"] == "cancelled")]
-    later = attempts[attempts["start_ts"] > start].groupby("job_id")["start_ts"].min()
-    delays = (later.reindex(cut["job_id"]).to_numpy(dtype=float) - start) if len(cut) else np.zeros(0)
-    delays = delays[np.isfinite(delays)]
+    # the next attempt of a cut job: the first of the same job that started after the cut one
+    pairs = cut[["job_id", "start_ts"]].merge(
+        attempts[["job_id", "start_ts"]], on="job_id", suffixes=("", "_next")
+    )
+    pairs = pairs[pairs["start_ts_next"] > pairs["start_ts"]]
+    delays = pairs.groupby(["job_id", "start_ts"])["start_ts_next"].min().to_numpy(dtype=float) - start
     return {
         "in_flight": int(len(in_flight)),
         "orphaned": int(len(cut)),
@@ -95,7 +99,7 @@ def fault_effects(
                 ts = samples["intended_ts"].to_numpy(dtype=float)
                 outside &= ~((ts >= start - SETTLE_S) & (ts <= end + SETTLE_S))
             entry["recovery_s"] = recovery_s(queue, start, end)
-            entry["jobs"] = orphan_effect(attempts, start)
+            entry["jobs"] = orphan_effect(attempts, start, end)
         out.append(entry)
     elsewhere = None
     if samples is not None and outside is not None and faults:

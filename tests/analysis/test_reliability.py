@@ -77,3 +77,17 @@ def test_errors_outside_windows_and_rate_faults_without_time():
     assert rel["errors_outside_faults"] == 1
     assert rel["faults"][0]["recovery_s"] is None  # no queue samples: unknown, not zero
     assert "api" not in rel["faults"][1]
+
+
+def test_an_outage_also_cuts_attempts_begun_while_it_lasted():
+    attempts = _attempts()
+    extra = pd.DataFrame.from_records(
+        [("e", 1, T0 + 11.0, np.nan, ""), ("e", 2, T0 + 75.0, T0 + 75.5, "success")],
+        columns=["job_id", "try", "start_ts", "end_ts", "outcome"],
+    )
+    fault = {"name": "redis-restart", "ts": T0 + 10, "end_ts": T0 + 13, "detail": {}}
+    jobs = fault_effects([fault], None, None, pd.concat([attempts, extra]))["faults"][0]["jobs"]
+    # a, b (running at the start) and e (begun during the outage, never ended); c finished; b's retry at
+    # T0+11 is a re-run, not a cut attempt
+    assert jobs["orphaned"] == 3 and jobs["rerun"] == 3
+    assert jobs["rerun_max_s"] == pytest.approx(65.0)
