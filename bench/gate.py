@@ -13,7 +13,6 @@ from bench.gate_eval import RuleConfigError, RuleResult, evaluate
 from bench.gate_inputs import (
     GateInputError,
     Summary,
-    baseline_files,
     load_baseline,
     load_summaries,
     mismatches,
@@ -36,9 +35,10 @@ def _warn(message: str) -> None:
 
 
 def _baseline(path: Path | None, rules: RulesFile) -> tuple[list[Summary], dict[str, Any], Path]:
-    """The baseline: required when named or when a relative rule needs it; else used for context if present."""
+    """The baseline: used when named or when a relative rule needs it. Rules that need none (ratio-only
+    profiles such as gates-ci.toml) ignore the default one, so runs of another length are not refused."""
     folder = path or DEFAULT_BASELINE
-    if path is None and not rules.needs_baseline and not baseline_files(folder):
+    if path is None and not rules.needs_baseline:
         return [], {}, folder
     summaries, meta = load_baseline(folder)
     return summaries, meta, folder

@@ -206,3 +206,29 @@ def test_missing_metric_is_a_usage_error(work: Path) -> None:
     (work / "nomode.toml").write_text(RELATIVE_ONLY.replace("modes.offload.", "modes.batch."))
     proc = run_cli("gate", work / "baseline-runs" / "base-1", "--rules", "nomode.toml", cwd=work)
     assert proc.returncode == 2 and "metric modes.batch.latency_ms.p95 is missing" in proc.stderr
+
+
+def test_ratio_only_rules_ignore_the_default_baseline(tmp_path):
+    """gates-ci.toml needs no baseline: a committed one with other load parameters must not make it refuse."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2]
+    work = tmp_path / "work"
+    (work / "reports").mkdir(parents=True)
+    shutil.copytree(repo / "reports" / "baseline", work / "reports" / "baseline")  # 30 s runs
+    run = json.loads((repo / "reports" / "baseline" / "baseline.json").read_text())
+    summary = json.loads(next((repo / "reports" / "baseline").glob("*.summary.json")).read_text())
+    summary["run"]["load"]["duration_s"] = 8.0  # a short CI run
+    sync = json.loads(json.dumps(summary["modes"]["offload"]))  # the CI profile compares sync with offload
+    sync["latency_ms"] = {k: v * 100 for k, v in sync["latency_ms"].items()}
+    summary["modes"]["sync"] = sync
+    cand = tmp_path / "cand.summary.json"
+    cand.write_text(json.dumps(summary))
+    rules = repo / "bench" / "gates-ci.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "gate", str(cand), "--rules", str(rules)],
+        cwd=work, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr  # judged, not refused
+    assert "not comparable" not in proc.stderr and "baseline: none" in proc.stdout + proc.stderr
+    assert run["runs"]  # the committed baseline really is there
