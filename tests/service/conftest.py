@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from service.redis_server import EmbeddedRedis, free_port
 
@@ -132,3 +133,11 @@ def shared_api_url(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPat
         yield api.url
     finally:
         api.stop()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A sync redis-py client on the test's (flushed) Redis; shared by the service tests."""
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()

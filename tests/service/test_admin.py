@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
-import redis
 
 from service import keys
 from tests.service.test_dlq import park
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def test_admin_disabled_without_a_configured_token(start_api):

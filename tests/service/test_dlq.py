@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,13 +41,6 @@ def park(client: redis.Redis, job_id: str, source_id: str, failed_ts: float, **e
         pipe.set(f"arq:retry:{job_id}", 5)  # arq's try counter from the failed run: a redrive resets it
         pipe.execute()
     return rec
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture

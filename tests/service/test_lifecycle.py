@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from analysis.schema import JOB_KEYS, QUEUE_COLUMNS
 from service import keys, lifecycle
@@ -15,13 +13,6 @@ from tests.service import test_worker as support
 from tests.service.test_worker import enqueue, in_progress_keys, wait_for
 
 start_worker = support.start_worker  # fixture
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def test_export_records_reads_what_the_worker_writes_and_marks_missing(client):

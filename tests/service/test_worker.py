@@ -182,14 +182,6 @@ def in_progress_keys(client: redis.Redis) -> list[bytes]:
     return list(client.scan_iter(match="arq:in-progress:*", count=1000))
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A sync client on the test's Redis."""
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
-
-
 def test_transient_failures_retry_with_backoff_then_done(redis_url, client, start_worker):
     env = {"OFFLOAD_TRANSIENT_RATE": "0.5", "OFFLOAD_MAX_TRIES": "12"}
     work = WorkProfile(pages=2, transient_rate=0.5, seed=7)

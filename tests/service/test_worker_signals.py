@@ -15,7 +15,6 @@ from service.redis_server import EmbeddedRedis
 from tests.service import test_worker as support
 from tests.service.test_worker import all_in_state, enqueue, in_progress_keys, records, wait_for
 
-client = support.client  # fixtures shared with test_worker.py
 start_worker = support.start_worker
 
 LOAD_ENV = {"OFFLOAD_PAGES": "2", "OFFLOAD_IO_MS": "25", "OFFLOAD_MAX_JOBS": "40"}
