@@ -16,7 +16,6 @@ from typing import Any, Final
 import redis
 from arq.constants import default_queue_name
 
-from analysis.schema import JOB_KEYS
 from service import keys
 
 # zset job_id -> expiry (epoch ms) of the job's claim: counts running jobs without SCANning arq:in-progress:*,
@@ -24,6 +23,20 @@ from service import keys
 RUNNING: Final = f"{keys.PREFIX}:running"
 
 EXPORT_CHUNK: Final = 2_000
+
+# The service's own job record (what export_records yields). The harness maps it onto its run-folder contract
+# (loadtests/_jobside.py); the service imports nothing of that contract.
+RECORD_KEYS: Final = (
+    "job_id",
+    "source_id",
+    "enqueued_ts",
+    "state",  # pending | running | done | dead | missing (no record)
+    "attempts",  # [{try, start_ts, end_ts, outcome (success|retry|dead|cancelled|null), error}]
+    "done_ts",
+    "dead_ts",
+    "redrives",
+    "executions",
+)
 
 _log = logging.getLogger("service.lifecycle")
 
@@ -107,7 +120,7 @@ def _record(job_id: str, fields: dict[bytes, bytes], attempts_raw: list[bytes]) 
     else:
         state = fields.get(b"state", b"pending").decode()
     source = fields.get(b"source_id")
-    rec = {
+    return {
         "job_id": job_id,
         "source_id": source.decode() if source else None,
         "enqueued_ts": _num(fields.get(b"enqueued_ts"), float),
@@ -118,11 +131,10 @@ def _record(job_id: str, fields: dict[bytes, bytes], attempts_raw: list[bytes]) 
         "redrives": _num(fields.get(b"redrives"), int) or 0,
         "executions": _num(fields.get(b"executions"), int) or 0,
     }
-    return {k: rec[k] for k in JOB_KEYS}
 
 
 def export_records(client: redis.Redis, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Yield one JOB_KEYS dict per job id (state "missing" when no record exists), pipelined in chunks."""
+    """Yield one RECORD_KEYS dict per job id (state "missing" when no record exists), pipelined in chunks."""
     chunk: list[str] = []
 
     def flush() -> Iterator[dict[str, Any]]:
