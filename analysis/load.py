@@ -1,4 +1,4 @@
-"""Read a run folder (analysis/schema.py) into tables: tolerant of partial runs, strict about the schema."""
+"""Read a run folder (runfolder/schema.py) into tables: tolerant of partial runs, strict about the schema."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from analysis import rundir, schema
-from analysis.rundir import RunDirError
+from runfolder import rundir, schema
+from runfolder.rundir import RunDirError
 
 # Columns analysis reads from samples (bytes and source_id are not needed: skipping them is faster).
 SAMPLE_DTYPES: dict[str, Any] = {

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from analysis import jobs as jobs_mod
-from analysis import plots, reliability, render, schema, stats, validity
+from analysis import plots, reliability, render, stats, validity
 from analysis.comparison import compare_modes
 from analysis.config import PERCENTILES, Thresholds, load_thresholds
 from analysis.load import RunData, RunDataError, load_run
+from runfolder import schema
 
 Progress = Callable[[str], None]
 PLOTS_DIR = "plots"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import schema
+from runfolder import schema
 
 # Log-normal latency per mode: (median ms, sigma). Offload answers fast; sync carries the backfill.
 LATENCY_PROFILE: dict[str, tuple[float, float]] = {

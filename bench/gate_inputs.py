@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.schema import SUMMARY_FILE, SUMMARY_SCHEMA_VERSION
+from runfolder.schema import SUMMARY_FILE, SUMMARY_SCHEMA_VERSION
 
 BASELINE_META_FILE = "baseline.json"
 # Baseline folders hold copies named <run_id>.summary.json (see bench/baseline.py).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.schema import QUEUE_DIR, SAMPLES_DIR
+from runfolder.schema import QUEUE_DIR, SAMPLES_DIR
 
 
 class _Tail:

@@ -1,4 +1,4 @@
-"""Raw sample capture: one CSV row per request (analysis.schema.SAMPLE_COLUMNS), streamed in batches.
+"""Raw sample capture: one CSV row per request (runfolder.schema.SAMPLE_COLUMNS), streamed in batches.
 
 Rows are built in Locust's `request` event listener, buffered briefly and then written to the process's
 own file (local runs) or sent to the master over Locust's message channel (distributed runs), which writes
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
-from analysis.schema import SAMPLE_COLUMNS, SAMPLES_DIR
+from runfolder.schema import SAMPLE_COLUMNS, SAMPLES_DIR
 
 Row = list[Any]
 BATCH_ROWS: Final = 2_000

@@ -23,13 +23,13 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from analysis.rundir import update_run_json
 from loadtests._arrivals import per_stream_cap
 from loadtests._capture import SAMPLES_MESSAGE, Row, SampleBuffer, SampleFiles, job_ids, make_row
 from loadtests._jobside import JobSide, connect
 from loadtests._loadgen import LOADGEN_MESSAGE, LoadgenStats, write_loadgen
 from loadtests._options import LoadOptions, add_arguments, load_options
 from loadtests._runfolder import build_report, open_run_dir, start_patch
+from runfolder.rundir import update_run_json
 
 FLUSH_EVERY_S: Final = 0.5
 _log = logging.getLogger("loadtests")

@@ -16,7 +16,7 @@ from typing import IO, Any, Final
 import gevent
 import redis
 
-from analysis.schema import JOBS_DIR, QUEUE_COLUMNS, QUEUE_DIR
+from runfolder.schema import JOBS_DIR, QUEUE_COLUMNS, QUEUE_DIR
 
 SAMPLE_EVERY_S: Final = 1.0
 _log = logging.getLogger("loadtests")

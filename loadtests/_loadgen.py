@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import psutil
 
-from analysis.schema import LOADGEN_DIR, LOADGEN_KEYS
+from runfolder.schema import LOADGEN_DIR, LOADGEN_KEYS
 
 LOADGEN_MESSAGE: Final = "ob_loadgen"
 WARN_EVERY_S: Final = 10.0

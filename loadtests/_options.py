@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from analysis.schema import MODES
 from loadtests._arrivals import ARRIVALS
 from loadtests._payload import parse_mix
 from loadtests._stages import STAGES
+from runfolder.schema import MODES
 
 EXPECTED_STATUS: Final = {"noop": 201, "sync": 201, "offload": 202}
 

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from analysis.rundir import create_run_dir, init_run_json, read_run_json
-from analysis.schema import RUN_FILE
 from loadtests._options import LoadOptions
+from runfolder.rundir import create_run_dir, init_run_json, read_run_json
+from runfolder.schema import RUN_FILE
 
 _log = logging.getLogger("loadtests")
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from analysis.schema import SAMPLE_COLUMNS
+from runfolder.schema import SAMPLE_COLUMNS
 from service.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -115,8 +115,8 @@ def test_a_bad_option_is_a_one_line_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_wrappers_load_description_is_kept(tmp_path: Path) -> None:
-    from analysis.rundir import update_run_json
     from loadtests._runfolder import open_run_dir, start_patch
+    from runfolder.rundir import update_run_json
 
     run_dir, created = open_run_dir(str(tmp_path / "run"))
     assert not created and (run_dir / "run.json").exists()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from analysis.schema import JOB_KEYS, QUEUE_COLUMNS
+from runfolder.schema import JOB_KEYS, QUEUE_COLUMNS
 from service import keys, lifecycle
 from tests.service import test_worker as support
 from tests.service.test_worker import enqueue, in_progress_keys, wait_for

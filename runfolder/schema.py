@@ -1,13 +1,13 @@
-"""The run folder: the data contract between loadtests/, bench/ and analysis/.
+"""The run folder: the data contract between loadtests/, bench/ and analysis/ (layout, columns, versions).
 
 A run is a folder, ``reports/runs/<run-id>/``, holding everything needed to rebuild its report offline::
 
     run.json                      run metadata (RUN_SCHEMA_VERSION), written first, updated at the end
-    samples/<mode>-<proc>.csv     raw request samples, one file per load process (SAMPLE_COLUMNS)
+    samples/<mode>-<proc>.csv     raw request samples, one file per load process (SampleRow)
     loadgen/<mode>-<proc>.json    per load process: dropped/late arrivals, CPU samples (LOADGEN_KEYS)
     queue/<mode>.csv              queue depth about once a second during an offload run (QUEUE_COLUMNS)
     jobs/<mode>.jsonl             lifecycle records of the run's jobs, one JSON object a line (JOB_KEYS)
-    faults.json                   injected faults, when any (FAULT_KEYS)
+    faults.json                   injected faults, when any: a list of {name, ts, end_ts, detail}
     summary.json, report.md, report.html, plots/*.png    written by analysis
 
 Timestamps are Unix epoch seconds (float) unless the name says ``_ms``; latencies are milliseconds.
@@ -15,10 +15,10 @@ Timestamps are Unix epoch seconds (float) unless the name says ``_ms``; latencie
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from typing import Annotated, Final, NamedTuple, get_type_hints
 
 RUN_SCHEMA_VERSION: Final = 1
-SAMPLE_SCHEMA_VERSION: Final = 1
 SUMMARY_SCHEMA_VERSION: Final = 1
 
 MODES: Final = ("noop", "sync", "offload")
@@ -31,25 +31,53 @@ JOBS_DIR: Final = "jobs"
 FAULTS_FILE: Final = "faults.json"
 SUMMARY_FILE: Final = "summary.json"
 
-# fmt: off
-# Raw samples: CSV with exactly this header, one row per request, streamed as requests complete.
-SAMPLE_COLUMNS: Final = (
-    "intended_ts",           # when the request should have started (open model: its schedule; closed: = start_ts)
-    "start_ts",              # when it actually started
-    "latency_ms",            # from the actual start to the end of the response (what Locust reports, unrounded)
-    "latency_corrected_ms",  # from the intended start: includes time spent waiting to be sent (no coordinated omission)
-    "mode",                  # noop | sync | offload
-    "name",                  # request name (templated path), e.g. "POST /offload/sources"
-    "status",                # HTTP status code, 0 when no response (connection error, timeout)
-    "ok",                    # 1 when Locust counted a success, 0 when a failure (incl. semantic failures)
-    "error",                 # short error text, empty when ok
-    "bytes",                 # response body size
-    "job_id",                # offload: the job id from the 202 body; empty otherwise
-    "source_id",             # the created source id when known; empty otherwise
-    "model",                 # closed | open
-    "proc",                  # id of the load process that sent it
-)
 
+# Raw samples: CSV with exactly this header, one row per request, streamed as requests complete.
+# One definition of the row: field order is the CSV column order, the annotation is the Python type the
+# writer puts in, the metadata the pandas dtype a reader gets (category for repeated labels: compact, fast).
+class SampleRow(NamedTuple):
+    """One request's sample (samples/<mode>-<proc>.csv)."""
+
+    # when the request should have started (open model: its schedule; closed: = start_ts)
+    intended_ts: Annotated[float, "float64"]
+    # when it actually started
+    start_ts: Annotated[float, "float64"]
+    # from the actual start to the end of the response (what Locust reports, unrounded)
+    latency_ms: Annotated[float, "float64"]
+    # from the intended start: includes time spent waiting to be sent (no coordinated omission)
+    latency_corrected_ms: Annotated[float, "float64"]
+    # noop | sync | offload
+    mode: Annotated[str, "category"]
+    # request name (templated path), e.g. "POST /offload/sources"
+    name: Annotated[str, "category"]
+    # HTTP status code, 0 when no response (connection error, timeout)
+    status: Annotated[int, "int32"]
+    # 1 when Locust counted a success, 0 when a failure (incl. semantic failures)
+    ok: Annotated[int, "int8"]
+    # short error text, empty when ok
+    error: Annotated[str, "category"]
+    # response body size
+    bytes: Annotated[int, "int64"]
+    # offload: the job id from the 202 body; empty otherwise
+    job_id: Annotated[str, "object"]
+    # the created source id when known; empty otherwise
+    source_id: Annotated[str, "object"]
+    # closed | open
+    model: Annotated[str, "category"]
+    # id of the load process that sent it
+    proc: Annotated[str, "category"]
+
+
+SAMPLE_COLUMNS: Final = SampleRow._fields
+
+
+def sample_dtypes(columns: Iterable[str] = SAMPLE_COLUMNS) -> dict[str, str]:
+    """The pandas dtype of each named sample column (for `pd.read_csv(dtype=..., usecols=...)`)."""
+    hints = get_type_hints(SampleRow, include_extras=True)
+    return {name: hints[name].__metadata__[0] for name in columns}
+
+
+# fmt: off
 # loadgen/<mode>-<proc>.json keys.
 LOADGEN_KEYS: Final = (
     "proc",             # load process id (same as samples' proc)
@@ -86,5 +114,4 @@ JOB_KEYS: Final = (
     "executions",    # attempts started (counts re-executions after a crash)
 )
 
-FAULT_KEYS: Final = ("name", "ts", "end_ts", "detail")
 # fmt: on

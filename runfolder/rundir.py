@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from analysis.schema import RUN_FILE, RUN_SCHEMA_VERSION
+from runfolder.schema import RUN_FILE, RUN_SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_DIR = Path("reports") / "runs"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from analysis.rundir import RunDirError, create_run_dir, read_run_json, update_run_json
+from runfolder.rundir import RunDirError, create_run_dir, read_run_json, update_run_json
 
 
 def test_create_points_latest_and_records_metadata(tmp_path):
