@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.stack import Stack
+from bench.launch.stack import Stack
 
 WORKER_FAULTS = {"worker-sigterm": signal.SIGTERM, "worker-sigkill": signal.SIGKILL}
 RATE_FAULTS = {"transient-failures": {"transient_rate": 0.3}, "poison": {"poison_rate": 0.05}}

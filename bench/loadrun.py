@@ -12,8 +12,8 @@ from rich.progress import Progress, TaskID
 
 import loadtests
 from bench.config import RunConfig
+from bench.launch.procs import ManagedProcess
 from bench.live import LiveQueue, LiveSamples
-from bench.procs import ManagedProcess
 
 LOADTESTS_DIR = Path(next(iter(loadtests.__path__))).resolve()
 

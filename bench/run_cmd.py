@@ -17,12 +17,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from bench.cli import UsageError, app
 from bench.config import ConfigError, RunConfig, load_config
 from bench.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
+from bench.launch.redis_server import port_in_use
+from bench.launch.stack import Stack, StackError, check_redis, http_get_json
 from bench.loadrun import LoadError, run_mode
 from bench.results import print_results
-from bench.stack import Stack, StackError, check_redis, http_get_json
 from runfolder.rundir import create_run_dir, update_run_json
 from runfolder.schema import FAULTS_FILE
-from service.redis_server import port_in_use
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from bench.cli import UsageError, app
+from bench.launch.stack import Stack, StackError
 from bench.run_cmd import _raise_interrupt
-from bench.stack import Stack, StackError
 from service.settings import WorkProfile
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from service.redis_server import free_port
+from bench.launch.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORES_NOTE = (

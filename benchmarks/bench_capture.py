@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from service.redis_server import EmbeddedRedis
+from bench.launch.redis_server import EmbeddedRedis
 
 GOAL = 0.9
 

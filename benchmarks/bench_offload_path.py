@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from service.redis_server import EmbeddedRedis
+from bench.launch.redis_server import EmbeddedRedis
 
 RATIO_GOAL = 0.8
 P99_DIFF_GOAL_MS = 2.0

@@ -33,9 +33,9 @@ from redis.asyncio import Redis as AsyncRedis
 from rich.console import Console
 from rich.progress import Progress
 
+from bench.launch.redis_server import EmbeddedRedis
 from service import keys, lifecycle
 from service.enqueue import enqueue_backfill
-from service.redis_server import EmbeddedRedis
 from service.settings import Settings
 
 IO_JOB_S = 0.2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.redis_server import EmbeddedRedis
+from bench.launch.redis_server import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"

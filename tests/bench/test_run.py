@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.redis_server import port_in_use
+from bench.launch.redis_server import port_in_use
 from tests.bench._proctree import TreeWatcher
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import time
 import httpx
 import psutil
 
-from service.redis_server import free_port, port_in_use
+from bench.launch.redis_server import free_port, port_in_use
 from tests.bench._proctree import TreeWatcher
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.launch.redis_server import free_port
 from runfolder.schema import SAMPLE_COLUMNS
-from service.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOADTESTS = REPO / "loadtests"

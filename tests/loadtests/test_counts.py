@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from service.redis_server import free_port
+from bench.launch.redis_server import free_port
 from tests.loadtests.helpers import (
     LOADTESTS,
     LOCUST,

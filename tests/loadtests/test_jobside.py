@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.redis_server import free_port
+from bench.launch.redis_server import free_port
 from tests.loadtests.helpers import Server, read_samples, run_json, run_locust
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from service.redis_server import EmbeddedRedis, free_port
+from bench.launch.redis_server import EmbeddedRedis, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

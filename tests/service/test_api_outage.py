@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.redis_server import EmbeddedRedis
+from bench.launch.redis_server import EmbeddedRedis
 
 BODY = {"user_id": "u", "name": "n"}
 

@@ -10,8 +10,8 @@ import signal
 
 import redis
 
+from bench.launch.redis_server import EmbeddedRedis
 from service import keys
-from service.redis_server import EmbeddedRedis
 from tests.service import test_worker as support
 from tests.service.test_worker import all_in_state, enqueue, in_progress_keys, records, wait_for
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from bench.procs import ManagedProcess, python_module
+from bench.launch.procs import ManagedProcess, python_module
+from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
 from service import keys
-from service.redis_server import EmbeddedRedis, free_port, port_in_use
 from service.settings import WorkProfile
 
 

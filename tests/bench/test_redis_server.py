@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from service.redis_server import EmbeddedRedis, RedisServerError
+from bench.launch.redis_server import EmbeddedRedis, RedisServerError
 
 
 def test_restart_keeps_data_and_port(tmp_path):
