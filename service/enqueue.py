@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from service import keys
+from service.sources import Idempotency
 
 # KEYS: 1 arq:job:<id>  2 arq:result:<id>  3 arq:queue  4 source hash  5 job record  6 stats  7 idem key
 #       8 arq:retry:<id>
@@ -74,6 +75,7 @@ class EnqueueResult:
     outcome: Outcome
     source_id: str
     job_id: str
+    body_hash: str | None = None  # idempotent: the fingerprint the first request stored with the key
 
 
 _script: AsyncScript | None = None
@@ -103,15 +105,15 @@ async def _run(
     now_ms: int,
     source_fields: Mapping[str, str | int | float] | None,
     record_ttl_s: int,
-    idempotency_key: str | None,
+    idem: Idempotency | None,
     idempotency_ttl_s: int,
     defer_ms: int,
 ) -> EnqueueResult:
     score_ms = now_ms + defer_ms
     # same expiry rule as arq's enqueue_job: (score - enqueue time) + expires_extra_ms
     expiry_ms = score_ms - now_ms + expires_extra_ms
-    idem_key = keys.idempotency(idempotency_key) if idempotency_key else ""
-    idem_value = json.dumps({"source_id": source_id, "job_id": job_id}) if idempotency_key else ""
+    idem_key = keys.idempotency(idem.key) if idem else ""
+    idem_value = idem.value(source_id=source_id, job_id=job_id) if idem else ""
     argv: list[Any] = [
         job_bytes(source_id, now_ms),
         expiry_ms,
@@ -140,7 +142,9 @@ async def _run(
     outcome = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
     if outcome == "idempotent":
         prior = json.loads(raw[1])
-        return EnqueueResult("idempotent", str(prior["source_id"]), str(prior["job_id"]))
+        return EnqueueResult(
+            "idempotent", str(prior["source_id"]), str(prior["job_id"]), prior.get("body_hash")
+        )
     if outcome not in ("enqueued", "duplicate"):  # pragma: no cover - the script returns only these
         raise RuntimeError(f"enqueue script returned {outcome!r}")
     return EnqueueResult(outcome, source_id, job_id)  # type: ignore[arg-type]
@@ -154,14 +158,14 @@ async def enqueue_backfill(
     now_ms: int,
     source_fields: Mapping[str, str | int | float],
     record_ttl_s: int,
-    idempotency_key: str | None = None,
+    idem: Idempotency | None = None,
     idempotency_ttl_s: int = 86_400,
     defer_ms: int = 0,
 ) -> EnqueueResult:
     """Create the source record and enqueue its backfill job in one Redis round trip (arq-compatible).
 
-    `idempotency_key` is the full, already scoped key suffix (keys.idempotency() is applied here); when it was
-    seen before, nothing is written and the first request's source and job ids come back (outcome idempotent).
+    `idem` is the request's scoped Idempotency-Key; when it was seen before, nothing is written and the first
+    request's source and job ids and body fingerprint come back (outcome idempotent).
     """
     return await _run(
         redis,
@@ -171,7 +175,7 @@ async def enqueue_backfill(
         now_ms=now_ms,
         source_fields=source_fields,
         record_ttl_s=record_ttl_s,
-        idempotency_key=idempotency_key,
+        idem=idem,
         idempotency_ttl_s=idempotency_ttl_s,
         defer_ms=defer_ms,
     )
@@ -201,7 +205,7 @@ async def enqueue_redrive(
         now_ms=now_ms,
         source_fields=source_fields,
         record_ttl_s=record_ttl_s,
-        idempotency_key=None,
+        idem=None,
         idempotency_ttl_s=1,
         defer_ms=defer_ms,
     )

@@ -30,7 +30,7 @@ from service.enqueue import enqueue_backfill
 from service.metrics import Registry, render
 from service.models import JobAccepted, SourceCreated, SourceIn, SourceOut
 from service.settings import Settings
-from service.sources import create_source, new_id, read_source, source_fields
+from service.sources import Idempotency, create_source, new_id, read_source, source_fields
 
 log = logging.getLogger("service.api")
 
@@ -71,8 +71,18 @@ def _state(request: Request) -> AppState:
     return state
 
 
-async def _replay(redis: Redis, source_id: str) -> SourceCreated:
+def _check_same_body(idem: Idempotency, prior: dict[str, Any]) -> None:
+    # the IETF Idempotency-Key draft: a key reused with another payload is a client error, not a replay
+    if not idem.matches(prior):
+        raise HTTPException(
+            422, "this Idempotency-Key was already used with a different request body; use a new key"
+        )
+
+
+async def _replay(redis: Redis, idem: Idempotency, prior: dict[str, Any]) -> SourceCreated:
     """The answer to a repeated Idempotency-Key on noop/sync: the first request's source, as it is now."""
+    _check_same_body(idem, prior)
+    source_id = str(prior["source_id"])
     raw = await read_source(redis, source_id)
     if raw is None:
         raise HTTPException(
@@ -99,13 +109,13 @@ async def create_noop(
     """Critical path only: validate, create the source record, answer. The floor."""
     st = _state(request)
     source_id = new_id()
-    scoped = f"noop:{idempotency_key}" if idempotency_key is not None else None
+    idem = Idempotency.of("noop", body, idempotency_key)
     fields = source_fields(body, "noop", "created")
     prior = await create_source(
-        st.redis, source_id, fields, st.settings.record_ttl_s, scoped, st.settings.idempotency_ttl_s
+        st.redis, source_id, fields, st.settings.record_ttl_s, idem, st.settings.idempotency_ttl_s
     )
-    if prior is not None:
-        return await _replay(st.redis, prior)
+    if idem is not None and prior is not None:
+        return await _replay(st.redis, idem, prior)
     return SourceCreated(source_id=source_id, state="created")
 
 
@@ -117,11 +127,11 @@ async def create_sync(
     st = _state(request)
     cfg = st.settings
     source_id = new_id()
-    scoped = f"sync:{idempotency_key}" if idempotency_key is not None else None
+    idem = Idempotency.of("sync", body, idempotency_key)
     fields = source_fields(body, "sync", "pending")
-    prior = await create_source(st.redis, source_id, fields, cfg.record_ttl_s, scoped, cfg.idempotency_ttl_s)
-    if prior is not None:
-        return await _replay(st.redis, prior)
+    prior = await create_source(st.redis, source_id, fields, cfg.record_ttl_s, idem, cfg.idempotency_ttl_s)
+    if idem is not None and prior is not None:
+        return await _replay(st.redis, idem, prior)
     result: BackfillResult | None = None
     for attempt in range(1, cfg.max_tries + 1):
         try:
@@ -172,6 +182,7 @@ async def create_offload(
         await asyncio.sleep(cfg.inject_delay_ms / 1000)
     source_id, job_id = new_id(), new_id()
     now_ms = int(time.time() * 1000)
+    idem = Idempotency.of("offload", body, idempotency_key)
     result = await enqueue_backfill(
         st.redis,
         source_id=source_id,
@@ -179,9 +190,11 @@ async def create_offload(
         now_ms=now_ms,
         source_fields=source_fields(body, "offload", "pending", job_id=job_id),
         record_ttl_s=cfg.record_ttl_s,
-        idempotency_key=f"offload:{idempotency_key}" if idempotency_key is not None else None,
+        idem=idem,
         idempotency_ttl_s=cfg.idempotency_ttl_s,
     )
+    if idem is not None and result.outcome == "idempotent":
+        _check_same_body(idem, {"body_hash": result.body_hash})
     return JobAccepted(source_id=result.source_id, job_id=result.job_id)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -16,6 +18,34 @@ from service.models import SourceIn
 def new_id() -> str:
     """A fresh random id (32 hex chars) for a source or a job."""
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A request's Idempotency-Key, scoped to its mode and user, with the fingerprint of its body."""
+
+    key: str  # the scoped suffix of keys.idempotency()
+    body_hash: str
+
+    @classmethod
+    def of(cls, mode: str, body: SourceIn, key: str | None) -> Idempotency | None:
+        """None without a key. Scoped per user (two clients reusing "1" never meet) and per mode.
+
+        The user id is length-prefixed so that no (user, key) pair can spell another's scoped key.
+        """
+        if key is None:
+            return None
+        canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return cls(f"{mode}:{len(body.user_id)}:{body.user_id}:{key}", digest)
+
+    def value(self, **ids: str) -> str:
+        """What the key maps to: the first request's ids and its body's fingerprint."""
+        return json.dumps({**ids, "body_hash": self.body_hash})
+
+    def matches(self, prior: dict[str, Any]) -> bool:
+        """Whether a prior request under this key had the same body (records without a hash predate it)."""
+        return prior.get("body_hash") in (None, self.body_hash)
 
 
 def source_fields(
@@ -38,29 +68,31 @@ async def create_source(
     source_id: str,
     fields: dict[str, str | int | float],
     ttl_s: int,
-    idempotency_key: str | None = None,
+    idem: Idempotency | None = None,
     idempotency_ttl_s: int = 86_400,
-) -> str | None:
+) -> dict[str, Any] | None:
     """HSET the source record with a TTL (and claim the scoped Idempotency-Key) in one round trip.
 
-    Returns None when created, else the source id of the first request that used the key (then nothing of
-    ours is kept). The key and the source appear together, so a replay never points at a missing source.
+    Returns None when created, else what the first request that used the key stored ({source_id,
+    body_hash}); then nothing of ours is kept. The key and the source appear together, so a replay never
+    points at a missing source.
     """
     source_key = keys.source(source_id)
     async with redis.pipeline(transaction=True) as pipe:
-        if idempotency_key is not None:
-            value = json.dumps({"source_id": source_id})
-            pipe.set(keys.idempotency(idempotency_key), value, nx=True, ex=idempotency_ttl_s)
+        if idem is not None:
+            pipe.set(
+                keys.idempotency(idem.key), idem.value(source_id=source_id), nx=True, ex=idempotency_ttl_s
+            )
         pipe.hset(source_key, mapping=fields)
         pipe.expire(source_key, ttl_s)
         results = await pipe.execute()
-    if idempotency_key is None or results[0]:
+    if idem is None or results[0]:
         return None
     async with redis.pipeline(transaction=False) as pipe:  # lost the race: drop our copy, read theirs
         pipe.delete(source_key)
-        pipe.get(keys.idempotency(idempotency_key))
+        pipe.get(keys.idempotency(idem.key))
         _, prior = await pipe.execute()
-    return str(json.loads(prior)["source_id"]) if prior is not None else None
+    return dict(json.loads(prior)) if prior is not None else None
 
 
 async def read_source(redis: Redis, source_id: str) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from service import keys
 from service.backfill import run_backfill
 from service.enqueue import enqueue_backfill, enqueue_redrive
 from service.settings import WorkProfile
+from service.sources import Idempotency
 
 # arq 0.28's Worker.close() calls redis-py's deprecated close(): arq's warning, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
@@ -117,11 +118,12 @@ async def test_one_round_trip_writes_source_record_and_ttls(redis_url: str) -> N
 
 async def test_duplicate_job_id_and_idempotency_key_write_nothing_twice(redis_url: str) -> None:
     redis = Redis.from_url(redis_url, decode_responses=True)
-    first = await _enqueue(redis, "src-1", "job-1", idempotency_key="offload:k")
-    again = await _enqueue(redis, "src-2", "job-2", idempotency_key="offload:k")
+    idem = Idempotency("offload:k", "hash")
+    first = await _enqueue(redis, "src-1", "job-1", idem=idem)
+    again = await _enqueue(redis, "src-2", "job-2", idem=idem)
     dup = await _enqueue(redis, "src-3", "job-1")
     assert (first.outcome, again.outcome, dup.outcome) == ("enqueued", "idempotent", "duplicate")
-    assert (again.source_id, again.job_id) == ("src-1", "job-1")
+    assert (again.source_id, again.job_id, again.body_hash) == ("src-1", "job-1", "hash")
     assert await redis.zrange(default_queue_name, 0, -1) == ["job-1"]
     assert not await redis.exists(keys.source("src-2"), keys.source("src-3"), keys.job("job-2"))
     assert await redis.hget(keys.STATS, "enqueued") == "1"
@@ -182,7 +184,7 @@ async def test_enqueue_is_one_round_trip(redis_url: str) -> None:
         return original(*args, **kwargs)
 
     redis.execute_command = counting  # type: ignore[method-assign]
-    await _enqueue(redis, "src-1", "job-1", idempotency_key="offload:one")
-    await _enqueue(redis, "src-2", "job-2", idempotency_key="offload:one")  # the idempotent replay too
+    await _enqueue(redis, "src-1", "job-1", idem=Idempotency("offload:one", "h"))
+    await _enqueue(redis, "src-2", "job-2", idem=Idempotency("offload:one", "h"))  # the idempotent replay too
     assert sent == ["EVALSHA", "EVALSHA"]
     await redis.aclose()

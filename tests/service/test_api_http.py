@@ -153,6 +153,22 @@ def test_idempotency_key_returns_same_source_and_one_job(
     r.close()
 
 
+@pytest.mark.parametrize("mode", ["noop", "sync", "offload"])
+def test_idempotency_key_is_scoped_per_user_and_bound_to_the_body(shared_api_url: str, mode: str) -> None:
+    key = {"Idempotency-Key": f"shared-{mode}-{time.time_ns()}"}  # the shared Redis is not flushed
+    other_user = {**BODY, "user_id": "user-2"}
+    with httpx.Client(base_url=shared_api_url) as c:
+        mine = c.post(f"/{mode}/sources", json=BODY, headers=key)
+        theirs = c.post(f"/{mode}/sources", json=other_user, headers=key)
+        again = c.post(f"/{mode}/sources", json=BODY, headers=key)
+        changed = c.post(f"/{mode}/sources", json={**BODY, "name": "mail"}, headers=key)
+    assert mine.status_code == theirs.status_code == again.status_code, (mine.text, theirs.text)
+    # another user's request with the same key is a request of its own, not a replay of mine
+    assert theirs.json()["source_id"] != mine.json()["source_id"] == again.json()["source_id"]
+    code, body = _status_and_json(changed)
+    assert code == 422 and "Idempotency-Key" in str(body["detail"])
+
+
 def test_idempotency_key_length_is_validated(shared_api_url: str) -> None:
     with httpx.Client(base_url=shared_api_url) as c:
         resp = c.post("/offload/sources", json=BODY, headers={"Idempotency-Key": "k" * 201})
