@@ -1,4 +1,5 @@
-"""offload-bench: the command line. Each subcommand lives in its own module and registers here."""
+"""offload-bench: the command line. Every command is registered here, in one place; command modules do not
+import this one (no import loop)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import sys
 
 import typer
 
+from bench.dlq_cmd import dlq_app
+from bench.errors import UsageError
+from bench.judge.baseline import baseline_app
+from bench.judge.compare import compare_command
+from bench.judge.gate import gate_command
+from bench.report_cmd import report_command
+from bench.run.command import RUN_CONTEXT, RUN_EPILOG, run_command
+from bench.run.up import up_command
+
 app = typer.Typer(
     name="offload-bench",
     help="Measure what moving work out of an API's critical path into background jobs buys and costs.",
@@ -14,17 +24,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-class UsageError(Exception):
-    """A usage error found after parsing (bad value, port in use, unreachable Redis): exit 2."""
-
-
-def fail(message: str, hint: str | None = None, code: int = 2) -> None:
-    """Print one line `error: ...` (and a hint) on stderr and exit with code."""
-    line = f"error: {message}" + (f" ({hint})" if hint else "")
-    typer.echo(line, err=True)
-    raise typer.Exit(code)
+app.command("run", context_settings=RUN_CONTEXT, epilog=RUN_EPILOG)(run_command)
+app.command("up")(up_command)
+app.command("report")(report_command)
+app.command("gate")(gate_command)
+app.command("compare")(compare_command)
+app.add_typer(baseline_app, name="baseline")
+app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:
@@ -45,18 +51,3 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
-
-
-# Subcommands register themselves on `app` when imported; each module imports `app` from here.
-from bench import run_cmd, up_cmd  # noqa: E402, F401
-from bench.baseline import baseline_app  # noqa: E402
-from bench.compare_cmd import compare_command  # noqa: E402
-from bench.dlq_cmd import dlq_app  # noqa: E402
-from bench.gate import gate_command  # noqa: E402
-from bench.report_cmd import report_command  # noqa: E402
-
-app.command("gate")(gate_command)
-app.add_typer(baseline_app, name="baseline")
-app.add_typer(dlq_app, name="dlq")
-app.command("compare")(compare_command)
-app.command("report")(report_command)

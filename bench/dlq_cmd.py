@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from bench.errors import fail
 from service import dlq, keys
 
 T = TypeVar("T")
@@ -36,11 +37,6 @@ RedisUrl = typer.Option(
 CONNECT_TIMEOUT_S = 2.0
 
 
-def _fail(message: str, hint: str | None = None, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
-    raise typer.Exit(code)
-
-
 def _run(redis_url: str, action: Callable[[Redis], Awaitable[T]]) -> T:
     """Run one async DLQ action on a fresh client; Redis errors become one line and exit 2."""
 
@@ -55,11 +51,11 @@ def _run(redis_url: str, action: Callable[[Redis], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except dlq.DlqError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (RedisError, OSError) as exc:
-        _fail(f"cannot reach Redis at {redis_url}: {type(exc).__name__}", "is it running? pass --redis-url")
+        fail(f"cannot reach Redis at {redis_url}: {type(exc).__name__}", "is it running? pass --redis-url")
     except ValueError as exc:  # a malformed URL
-        _fail(f"bad Redis URL {redis_url!r}: {exc}", "e.g. redis://127.0.0.1:6379/0")
+        fail(f"bad Redis URL {redis_url!r}: {exc}", "e.g. redis://127.0.0.1:6379/0")
 
 
 def _when(ts: Any) -> str:
@@ -103,7 +99,7 @@ def show_command(job_id: str = typer.Argument(..., help="job id"), redis_url: st
     """Show one record in full (payload, error, traceback)."""
     rec = _run(redis_url, lambda c: dlq.show(c, job_id))
     if rec is None:
-        _fail(f"job {job_id} is not in the dead-letter queue", "see `offload-bench dlq list`")
+        fail(f"job {job_id} is not in the dead-letter queue", "see `offload-bench dlq list`")
     tb = rec.pop("traceback", "")
     typer.echo(json.dumps(rec, indent=2))
     if tb:
@@ -118,7 +114,7 @@ def redrive_command(
 ) -> None:
     """Re-enqueue dead-lettered jobs with fresh tries (same job ids)."""
     if (job_id is None) == (not all_):
-        _fail("give a job id or --all (not both)", "offload-bench dlq redrive ID | --all")
+        fail("give a job id or --all (not both)", "offload-bench dlq redrive ID | --all")
     if job_id is not None:
         rec = _run(redis_url, lambda c: dlq.redrive(c, job_id))
         typer.echo(f"redriven {job_id} (redrives: {rec['redrives']})")
@@ -156,8 +152,8 @@ def purge_command(
     total = _run(redis_url, dlq.count)
     if total and not yes:
         if not sys.stdin.isatty():
-            _fail(f"purge would delete {total} record(s)", "pass --yes to confirm")
+            fail(f"purge would delete {total} record(s)", "pass --yes to confirm")
         if not typer.confirm(f"delete {total} dead-letter record(s)?"):
-            _fail("purge cancelled", code=1)
+            fail("purge cancelled", code=1)
     n = _run(redis_url, dlq.purge)
     typer.echo(f"purged {n} record(s)")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench.cli import fail
+from bench.errors import fail
 
 console = Console(stderr=True)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.compare_plots import curves, plot_overlay
-from bench.gate_inputs import load_summary
+from bench.judge.compare_plots import curves, plot_overlay
+from bench.judge.gate_inputs import load_summary
 from tests.fixtures.gate.synth import make_run, write_run
 
 CLI = str(Path(sys.executable).parent / "offload-bench")

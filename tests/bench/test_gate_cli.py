@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.gate_eval import fmt
+from bench.judge.gate_eval import fmt
 from tests.fixtures.gate.synth import make_run, write_run
 
 CLI = str(Path(sys.executable).parent / "offload-bench")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.gate import _baseline, _check_comparable
-from bench.gate_eval import RuleConfigError, evaluate
-from bench.gate_inputs import GateInputError, Summary, load_baseline, load_summaries
-from bench.gate_rules import RatioRule, RulesError, load_rules, parse_rules
-from bench.gate_stats import infer_windows_path, noise_test, window_values
+from bench.judge.gate import _baseline, _check_comparable
+from bench.judge.gate_eval import RuleConfigError, evaluate
+from bench.judge.gate_inputs import GateInputError, Summary, load_baseline, load_summaries
+from bench.judge.gate_rules import RatioRule, RulesError, load_rules, parse_rules
+from bench.judge.gate_stats import infer_windows_path, noise_test, window_values
 from tests.fixtures.gate.synth import make_run
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench.cli import UsageError, app
-from bench.config import ConfigError, RunConfig, load_config
-from bench.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
+from bench.errors import UsageError, interrupt_on_sigterm
 from bench.launch.redis_server import port_in_use
 from bench.launch.stack import Stack, StackError, check_redis, http_get_json
-from bench.loadrun import LoadError, run_mode
-from bench.results import print_results
+from bench.run.config import ConfigError, RunConfig, load_config
+from bench.run.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
+from bench.run.loadrun import LoadError, run_mode
+from bench.run.results import print_results
 from runfolder.rundir import create_run_dir, update_run_json
 from runfolder.schema import FAULTS_FILE
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
-
-
-def _raise_interrupt(_sig: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def preflight(cfg: RunConfig) -> None:
@@ -141,12 +135,11 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
     return run_dir, code
 
 
-@app.command(
-    "run",
-    context_settings={"allow_extra_args": True},
-    epilog="Extra Locust arguments go after `--`, e.g. `offload-bench run -- --stop-timeout 5`.",
-)
-def run(
+RUN_CONTEXT = {"allow_extra_args": True}
+RUN_EPILOG = "Extra Locust arguments go after `--`, e.g. `offload-bench run -- --stop-timeout 5`."
+
+
+def run_command(
     ctx: typer.Context,
     modes: str = typer.Option(None, help="comma-separated modes: noop,sync,offload"),
     users: int = typer.Option(None, help="closed model: concurrent users"),
@@ -208,7 +201,7 @@ def run(
     if rate_overrides(faults):
         cfg.work = cfg.work.model_copy(update=rate_overrides(faults))
     preflight(cfg)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_sigterm()
     codes = []
     for i in range(cfg.repeat):
         if cfg.repeat > 1:

@@ -10,8 +10,8 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from bench.gate_eval import fmt
-from bench.gate_inputs import LOAD_KEYS, MissingMetric, Summary, resolve
+from bench.judge.gate_eval import fmt
+from bench.judge.gate_inputs import LOAD_KEYS, MissingMetric, Summary, resolve
 
 # (label, path inside modes.<m>, unit)
 MODE_METRICS = (

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bench.gate_eval import RuleConfigError, RuleResult, evaluate
-from bench.gate_inputs import (
+from bench.errors import fail
+from bench.judge.gate_eval import RuleConfigError, RuleResult, evaluate
+from bench.judge.gate_inputs import (
     GateInputError,
     Summary,
     load_baseline,
@@ -18,16 +19,11 @@ from bench.gate_inputs import (
     mismatches,
     schema_problems,
 )
-from bench.gate_report import markdown, print_table, verdict, write_junit, write_markdown
-from bench.gate_rules import RelativeRule, RulesError, RulesFile, load_rules
-from bench.gate_stats import describe_method
+from bench.judge.gate_report import markdown, print_table, verdict, write_junit, write_markdown
+from bench.judge.gate_rules import RelativeRule, RulesError, RulesFile, load_rules
+from bench.judge.gate_stats import describe_method
 
 DEFAULT_BASELINE = Path("reports/baseline")
-
-
-def _error(message: str, hint: str | None = None) -> typer.Exit:
-    typer.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
-    return typer.Exit(2)
 
 
 def _warn(message: str) -> None:
@@ -48,7 +44,7 @@ def _check_comparable(candidates: list[Summary], baseline: list[Summary], force:
     """Refuse (or, forced, warn about) different schema versions and load parameters; returns warnings."""
     problems = schema_problems(candidates + baseline) + mismatches(candidates[0], candidates[1:] + baseline)
     if problems and not force:
-        raise _error(
+        fail(
             "runs are not comparable: " + "; ".join(problems),
             "use the same load parameters as the baseline, or --force to compare anyway",
         )
@@ -127,14 +123,14 @@ def gate_command(
         cands = load_summaries(candidates)
         base, meta, folder = _baseline(baseline, rules_file)
     except (RulesError, GateInputError) as exc:
-        raise _error(str(exc)) from None
+        fail(str(exc))
     warnings = _check_comparable(cands, base, force)
     for line in warnings:
         _warn(line)
     try:
         results: list[RuleResult] = evaluate(rules_file, cands, base)
     except RuleConfigError as exc:
-        raise _error(str(exc)) from None
+        fail(str(exc))
     settings = rules_file.settings
     fixed = [rule for rule in rules_file.rules.values() if not isinstance(rule, RelativeRule)]
     judges = sorted({rule.judge for rule in fixed})

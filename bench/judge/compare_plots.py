@@ -16,7 +16,7 @@ import numpy as np
 from analysis.load import RunDataError, load_run
 from analysis.plots import NINES_TICKS, plot_percentiles
 from analysis.stats import mode_samples
-from bench.gate_inputs import Summary
+from bench.judge.gate_inputs import Summary
 
 _SUMMARY_POINTS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -10,16 +9,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from bench.cli import UsageError, app
+from bench.errors import UsageError, interrupt_on_sigterm
 from bench.launch.stack import Stack, StackError
-from bench.run_cmd import _raise_interrupt
 from service.settings import WorkProfile
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 
 
-@app.command("up")
-def up(
+def up_command(
     port: int = typer.Option(8000, help="API port on 127.0.0.1"),
     workers: int = typer.Option(1, min=0, max=64, help="arq worker processes"),
     redis_url: str = typer.Option(None, help="an external Redis (default: a private embedded one)"),
@@ -32,7 +29,7 @@ def up(
     stack = Stack(
         log_dir, workers=workers, work=WorkProfile(), redis_url=redis_url, api_port=port, extra_env=extra
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_sigterm()
     try:
         with console.status("starting Redis, the API and the workers"):
             stack.start()

@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.progress import Progress, TaskID
 
 import loadtests
-from bench.config import RunConfig
 from bench.launch.procs import ManagedProcess
-from bench.live import LiveQueue, LiveSamples
+from bench.run.config import RunConfig
+from bench.run.live import LiveQueue, LiveSamples
 
 LOADTESTS_DIR = Path(next(iter(loadtests.__path__))).resolve()
 

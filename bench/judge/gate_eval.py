@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.gate_inputs import MissingMetric, Summary, resolve_number
-from bench.gate_rules import AbsoluteRule, GateSettings, Op, RatioRule, RelativeRule, Rule, RulesFile
-from bench.gate_stats import NoiseTest, infer_windows_path, noise_test, window_values
+from bench.judge.gate_inputs import MissingMetric, Summary, resolve_number
+from bench.judge.gate_rules import AbsoluteRule, GateSettings, Op, RatioRule, RelativeRule, Rule, RulesFile
+from bench.judge.gate_stats import NoiseTest, infer_windows_path, noise_test, window_values
 
 Status = Literal["PASS", "FAIL", "SKIP"]
 _OPS: dict[str, Callable[[float, float], bool]] = {

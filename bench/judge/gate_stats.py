@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.gate_inputs import MissingMetric, Summary, resolve
+from bench.judge.gate_inputs import MissingMetric, Summary, resolve
 
 METHOD_RELATIVE = (
     "relative rules fail only when the change of the median exceeds the tolerance AND the run-to-run noise: "

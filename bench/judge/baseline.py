@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bench.gate_inputs import (
+from bench.errors import fail
+from bench.judge.gate_inputs import (
     BASELINE_META_FILE,
     BASELINE_SUMMARY_GLOB,
     LOAD_KEYS,
@@ -104,15 +105,10 @@ def update_command(
     try:
         summaries = load_summaries(run_dirs)
     except GateInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     problems = schema_problems(summaries) + mismatches(summaries[0], summaries[1:])
     if problems and not force:
-        typer.echo(
-            f"error: runs differ: {'; '.join(problems)} (a baseline is repeats of one setup; --force)",
-            err=True,
-        )
-        raise typer.Exit(2)
+        fail(f"runs differ: {'; '.join(problems)}", "a baseline is repeats of one setup; --force")
     for line in problems:
         typer.echo(f"warning: baseline mixes runs: {line}", err=True)
     bad = [s.run_id for s in summaries if s.run.get("status") not in (None, "complete")]

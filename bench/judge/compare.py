@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.compare_report import html, markdown, sections
-from bench.gate_inputs import GateInputError, Summary, load_summary
+from bench.errors import fail
+from bench.judge.compare_report import html, markdown, sections
+from bench.judge.gate_inputs import GateInputError, Summary, load_summary
 
 
 def _target(summary: Summary, mode: str) -> dict[str, float]:
@@ -32,19 +33,17 @@ def compare_command(
 ) -> None:
     """Render two runs side by side (tables and overlaid percentile curves) without judging them."""
     # pandas and matplotlib load only for this command, not for every CLI start.
-    from bench.compare_plots import curves, plot_overlay
+    from bench.judge.compare_plots import curves, plot_overlay
 
     try:
         a, b = load_summary(run_a), load_summary(run_b)
     except GateInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     folder = out or Path("reports/compare") / f"{a.run_id}_vs_{b.run_id}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        typer.echo(f"error: cannot create {folder}: {exc.strerror or exc} (choose another --out)", err=True)
-        raise typer.Exit(2) from None
+        fail(f"cannot create {folder}: {exc.strerror or exc}", "choose another --out")
     console = Console(width=None if sys.stdout.isatty() else 120)
     tables = sections(a, b)
     plots: dict[str, Path] = {}
