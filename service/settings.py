@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ORPHAN_MARGIN_S: Final = 1.0
 
 
 class WorkProfile(BaseSettings):
@@ -56,7 +58,8 @@ class Settings(BaseSettings):
     retry_cap_s: float = Field(30.0, gt=0)
     job_timeout_s: float = Field(60.0, gt=0)
     orphan_margin_s: float = Field(
-        5.0, ge=0, description="after SIGKILL a job re-runs within timeout + margin"
+        5.0,
+        description="after SIGKILL a job re-runs within timeout + margin; arq's own timeout sits at half of it",
     )
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: time in-flight jobs get to finish")
     poll_delay_s: float = Field(0.05, gt=0, le=5)
@@ -76,6 +79,19 @@ class Settings(BaseSettings):
         if self.retry_cap_s < self.retry_base_s:
             raise ValueError("retry_cap_s must be >= retry_base_s")
         return self
+
+    @field_validator("orphan_margin_s")
+    @classmethod
+    def _real_margin(cls, value: float, info: ValidationInfo) -> float:
+        # our deadline fires at job_timeout_s, arq's at job_timeout_s + margin/2 (and arq deletes a job whose
+        # timeout fires): half the margin must cover recording the outcome (a Redis round trip or two)
+        least_s = max(MIN_ORPHAN_MARGIN_S, 2 * float(info.data.get("redis_timeout_s", 0)))
+        if value < least_s:
+            raise ValueError(
+                f"must be >= {least_s:g} (the larger of {MIN_ORPHAN_MARGIN_S:g} s and 2 x redis_timeout_s), "
+                f"got {value:g}"
+            )
+        return value
 
 
 @lru_cache(maxsize=1)
