@@ -1,0 +1,169 @@
+"""capacity.json: the typed result of a capacity search (CAPACITY_SCHEMA_VERSION) and its JSON Schema.
+
+The contract keys other tools read: modes.<m>.max_rate.{fast, ok} (req/s, null when not sustainable anywhere in
+the range), modes.<m>.steps[] {rate, achieved_rate, p50, p95, p99, error_rate, generator_limited, sustainable,
+reason}, modes.<m>.jobs.max_rate (offload-like modes), workers.<n>.max_job_rate, usl.{sigma, kappa},
+validity.{valid, notes}. Everything else is there to explain those numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CAPACITY_SCHEMA_VERSION: Final = 1
+CAPACITY_FILE: Final = "capacity.json"
+Target = Literal["fast", "ok", "jobs"]
+# what bounds a bracket from above: the server failed there, the generator could not offer that rate, the
+# range (--max-rate) ended; "none": not sustainable even at --min-rate; "unmeasured": no step yet
+LimitedBy = Literal["server", "generator", "range", "none", "unmeasured"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Step(_Model):
+    """One step of the search: an ordinary run at one offered rate, and what it says about each target."""
+
+    rate: float = Field(description="offered (scheduled) arrivals, req/s")
+    achieved_rate: float | None = Field(
+        None, description="responses completed per second in the measured window"
+    )
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    percentile_ms: float | None = Field(None, description="the chosen percentile (corrected latency), ms")
+    uncorrected_ms: float | None = Field(
+        None, description="the chosen percentile measured from the actual send (generator delay excluded)"
+    )
+    error_rate: float | None = None
+    requests: int = 0
+    enough_samples: bool = True
+    sent_on_time: float | None = Field(None, description="fraction of scheduled arrivals sent on time")
+    loadgen_cpu_percent: float | None = None
+    inflight_slope_per_s: float | None = Field(
+        None, description="growth of requests in flight (server queue)"
+    )
+    backlog_slope_per_s: float | None = Field(None, description="growth of the job backlog (offload-like)")
+    jobs_accepted: int | None = None
+    jobs_lost: int | None = None
+    job_rate: float | None = Field(None, description="jobs completed per second while the load ran")
+    workers: int | None = None
+    machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
+    generator_limited: bool = False
+    sustainable: bool = Field(False, description="holds the 'ok' target (and every other check)")
+    fast: bool = Field(False, description="holds the 'fast' target (and every other check)")
+    jobs_sustainable: bool | None = None
+    verdicts: dict[str, Literal["pass", "fail", "unknown"]] = Field(default_factory=dict)
+    reason: str = ""
+    run_dir: str | None = None
+
+
+class Bracket(_Model):
+    """Where the search left one target: sustainable at `low`, not at `high`, and why it stopped."""
+
+    low: float | None = None
+    high: float | None = None
+    limited_by: LimitedBy = "unmeasured"
+    complete: bool = Field(False, description="narrowed to the precision asked for (not cut short)")
+
+
+class MaxRate(_Model):
+    """The highest sustainable rate per latency target, req/s (null: not sustainable anywhere in range)."""
+
+    fast: float | None = None
+    ok: float | None = None
+
+
+class Jobs(_Model):
+    """An offload-like mode's job side: the highest arrival rate with a bounded backlog."""
+
+    max_rate: float | None = None
+    bracket: Bracket = Field(default_factory=Bracket)
+
+
+class ModeResult(_Model):
+    """One mode's search."""
+
+    percentile: str
+    max_rate: MaxRate = Field(default_factory=MaxRate)
+    brackets: dict[str, Bracket] = Field(default_factory=dict)
+    jobs: Jobs | None = None
+    steps: list[Step] = Field(default_factory=list)
+
+
+class WorkerPoint(_Model):
+    """Job completions per second with n workers under a saturating arrival rate."""
+
+    max_job_rate: float | None = None
+    offered_rate: float | None = None
+    machine_cpu_percent: float | None = None
+    step: Step | None = None
+
+
+class Need(_Model):
+    """At `rate` jobs/s you need `workers` workers (null: no worker count reaches it on this machine)."""
+
+    rate: float
+    workers: int | None
+
+
+class USL(_Model):
+    """Universal Scalability Law X(N) = lambda N / (1 + sigma (N-1) + kappa N (N-1)), least squares."""
+
+    sigma: float | None = None
+    kappa: float | None = None
+    lambda_: float | None = Field(None, alias="lambda", description="one worker's job rate, jobs/s")
+    peak_workers: float | None = None
+    peak_rate: float | None = None
+    points: int = 0
+    fitted: list[str] = Field(default_factory=list, description="which parameters were fitted")
+    needs: list[Need] = Field(default_factory=list)
+    note: str = ""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Validity(_Model):
+    """Whether the capacities can be trusted; notes say why not, info are caveats."""
+
+    valid: bool = True
+    notes: list[str] = Field(default_factory=list)
+    info: list[str] = Field(default_factory=list)
+
+
+class CapacityResult(_Model):
+    """Everything a capacity search found: capacity.json."""
+
+    schema_version: int = CAPACITY_SCHEMA_VERSION
+    id: str
+    created_ts: float
+    status: Literal["complete", "interrupted", "partial"] = "complete"
+    meta: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    headline: list[str] = Field(default_factory=list)
+    modes: dict[str, ModeResult] = Field(default_factory=dict)
+    workers: dict[str, WorkerPoint] = Field(default_factory=dict)
+    usl: USL | None = None
+    validity: Validity = Field(default_factory=Validity)
+
+
+def capacity_schema() -> dict[str, Any]:
+    """The JSON Schema of capacity.json."""
+    return CapacityResult.model_json_schema(by_alias=True)
+
+
+def write_json(result: CapacityResult, path: Path) -> None:
+    """Write capacity.json (atomically: a reader never sees half a file)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result.model_dump(mode="json", by_alias=True), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> CapacityResult:
+    """Read and validate capacity.json."""
+    return CapacityResult.model_validate_json(path.read_text())

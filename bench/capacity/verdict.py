@@ -1,0 +1,119 @@
+"""A step's verdict per target from its measured numbers: pure, no files, no processes.
+
+A target ("fast": the percentile within fast_ms, "ok": within slow_ms, "jobs": the backlog bounded) *passes*
+when every check holds, *fails* when the server is shown not to hold it, and is *unknown* when the load
+generator fell behind (sent < 99 % of the scheduled arrivals on time, as Nighthawk checks) and the server's
+failure is not shown otherwise: a saturated generator is never taken for a saturated server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from bench.capacity.model import Step
+
+SENT_ON_TIME_MIN: Final = 0.99  # Nighthawk's adaptive controller: send rate >= 99 % of the requested rate
+Outcome = Literal["pass", "fail", "unknown"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The numbers a step is judged against (from the analysis thresholds, so they stay data)."""
+
+    fast_ms: float = 100.0
+    slow_ms: float = 1000.0
+    error_rate_max: float = 0.01
+    slope_min_per_s: float = 1.0
+    slope_frac_of_rate: float = 0.02
+    sent_on_time_min: float = SENT_ON_TIME_MIN
+    # requests in flight at 90 % utilisation wander by ~1.5 % of the rate per second over a 4 s window: the
+    # server's queue gets a wider margin than the job backlog's (which the run's validity already judges)
+    inflight_frac_of_rate: float = 0.05
+
+    def slope_limit(self, rate: float) -> float:
+        """The job backlog growth (per second) beyond which it counts as growing at this arrival rate."""
+        return max(self.slope_min_per_s, self.slope_frac_of_rate * rate)
+
+    def inflight_limit(self, rate: float) -> float:
+        """The growth of requests in flight (per second) beyond which the server counts as falling behind."""
+        return max(self.slope_min_per_s, self.inflight_frac_of_rate * rate)
+
+
+def _server_faults(step: Step, lim: Limits, offload_like: bool) -> list[str]:
+    """Failures that hold whatever the generator did (they count for every target)."""
+    out = []
+    if step.requests == 0:
+        out.append("no responses")
+    if step.error_rate is not None and step.error_rate > lim.error_rate_max:
+        out.append(f"errors {step.error_rate:.1%} > {lim.error_rate_max:.0%}")
+    if offload_like and step.jobs_lost:
+        out.append(f"{step.jobs_lost} accepted job(s) not reconciled (lost)")
+    slope = step.inflight_slope_per_s
+    if slope is not None and slope > lim.inflight_limit(step.rate) and step.generator_limited is False:
+        out.append(f"requests in flight grew {slope:.1f}/s (the server fell behind)")
+    return out
+
+
+def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
+    """Fill step's generator_limited, verdicts, sustainable, fast, jobs_sustainable and reason."""
+    behind = step.sent_on_time is not None and step.sent_on_time < lim.sent_on_time_min
+    step = step.model_copy(update={"generator_limited": behind})
+    common = _server_faults(step, lim, offload_like)
+    verdicts: dict[str, Outcome] = {}
+    reasons: dict[str, str] = {}
+    for target, limit_ms in (("fast", lim.fast_ms), ("ok", lim.slow_ms)):
+        why = list(common)
+        value = step.percentile_ms
+        # with the generator behind, only the latency from the actual send is the server's
+        shown = step.uncorrected_ms if behind and step.uncorrected_ms is not None else value
+        if shown is None:
+            why.append("no latency")
+        elif shown > limit_ms:
+            why.append(f"{shown:,.0f} ms > {limit_ms:,.0f} ms")
+        if why:
+            verdicts[target], reasons[target] = "fail", "; ".join(why)
+        elif behind:
+            verdicts[target], reasons[target] = "unknown", "generator-limited"
+        else:
+            verdicts[target] = "pass"
+    if offload_like:
+        why = [c for c in common if "lost" in c or "no responses" in c]
+        slope = step.backlog_slope_per_s
+        if slope is None:
+            why.append("no queue depth samples")
+        elif slope > lim.slope_limit(step.rate):
+            why.append(f"job backlog grew {slope:.1f}/s")
+        if why:
+            verdicts["jobs"], reasons["jobs"] = "fail", "; ".join(why)
+        else:
+            verdicts["jobs"] = "unknown" if behind else "pass"
+            if behind:
+                reasons["jobs"] = "generator-limited"
+    return step.model_copy(
+        update={
+            "verdicts": verdicts,
+            "sustainable": verdicts["ok"] == "pass",
+            "fast": verdicts["fast"] == "pass",
+            "jobs_sustainable": {"pass": True, "fail": False}.get(verdicts["jobs"]) if offload_like else None,
+            "reason": _reason(verdicts, reasons, behind, step),
+        }
+    )
+
+
+def _reason(verdicts: dict[str, Outcome], reasons: dict[str, str], behind: bool, step: Step) -> str:
+    """One short line: what holds and, for the first target that does not, why."""
+    if behind:
+        sent = f"{step.sent_on_time:.1%}" if step.sent_on_time is not None else "?"
+        head = f"generator-limited: sent {sent} of the arrivals on time (add --processes)"
+        fails = [f"{t}: {reasons[t]}" for t in ("fast", "ok") if verdicts[t] == "fail"]
+        return "; ".join([head, *fails])
+    if verdicts["fast"] == "pass":
+        text = "holds fast"
+    elif verdicts["ok"] == "pass":
+        text = f"holds ok only (fast: {reasons['fast']})"
+    else:
+        text = reasons["ok"]
+    if verdicts.get("jobs") == "fail":
+        text += f"; jobs: {reasons['jobs']}"
+    return text

@@ -1,0 +1,96 @@
+"""The search as pure logic: brackets narrow to 10 % around known limits; a generator limit is never the server's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.capacity.model import Step
+from bench.capacity.search import Search, run_search
+from bench.capacity.verdict import Limits, judge
+
+LIM = Limits()
+
+
+def model_server(fast_cap: float, ok_cap: float, gen_cap: float = math.inf, job_cap: float | None = None):
+    """A step function of a server whose p95 crosses 100 ms at fast_cap and 1000 ms at ok_cap."""
+
+    def measure(rate: float) -> Step:
+        p95 = 50.0 if rate <= fast_cap else (500.0 if rate <= ok_cap else 5000.0)
+        sent = 1.0 if rate <= gen_cap else gen_cap / rate
+        step = Step(
+            rate=rate, achieved_rate=min(rate, ok_cap), p50=p95 / 2, p95=p95, p99=p95 * 1.2, percentile_ms=p95,
+            uncorrected_ms=p95, error_rate=0.0, requests=1000, sent_on_time=sent,
+            inflight_slope_per_s=0.0 if rate <= ok_cap else rate - ok_cap,
+            backlog_slope_per_s=None if job_cap is None else max(0.0, rate - job_cap),
+            jobs_lost=0 if job_cap is not None else None,
+        )  # fmt: skip
+        return judge(step, LIM, offload_like=job_cap is not None)
+
+    return measure
+
+
+@pytest.mark.parametrize(("fast_cap", "ok_cap"), [(30, 31), (12, 700), (5.5, 2900)])
+def test_brackets_narrow_to_ten_percent_around_each_limit(fast_cap, ok_cap):
+    search = run_search(Search(1.0, 10_000.0), model_server(fast_cap, ok_cap))
+    b = search.brackets()
+    for target, cap in (("fast", fast_cap), ("ok", ok_cap)):
+        assert b[target].low is not None and b[target].high is not None
+        assert b[target].low <= cap < b[target].high <= 1.10 * b[target].low
+        assert b[target].limited_by == "server" and b[target].complete
+    assert len(search.steps) <= 20
+
+
+def test_offload_like_tracks_the_job_side_separately():
+    search = run_search(
+        Search(5.0, 5000.0, targets=("fast", "ok", "jobs")), model_server(1900, 2000, job_cap=30)
+    )
+    b = search.brackets()
+    # a backlog growing by less than 1 job/s counts as bounded (the run's validity rule)
+    assert b["jobs"].low <= 31 < b["jobs"].high <= 1.10 * b["jobs"].low
+    assert b["fast"].low <= 1900 < b["fast"].high <= 1.10 * b["fast"].low
+
+
+def test_not_sustainable_at_min_rate_is_null_and_stops_at_once():
+    search = run_search(Search(50.0, 500.0), model_server(1, 10))
+    b = search.brackets()
+    assert b["ok"].low is None and b["ok"].limited_by == "none"
+    assert [s.rate for s in search.steps] == [50.0]
+
+
+def test_top_of_range_is_a_lower_bound():
+    search = run_search(Search(10.0, 100.0), model_server(1000, 1000))
+    b = search.brackets()
+    assert b["ok"].low == 100.0 and b["ok"].high is None and b["ok"].limited_by == "range"
+
+
+def test_generator_limit_is_never_the_servers_capacity():
+    # the server holds up to 800/s but the generator can only send 100/s on time
+    search = run_search(Search(10.0, 5000.0), model_server(800, 800, gen_cap=100))
+    limited = [s for s in search.steps if s.generator_limited]
+    assert limited, "a step above the generator's limit must be flagged"
+    assert all(s.verdicts["ok"] == "unknown" and "add --processes" in s.reason for s in limited)
+    b = search.brackets()
+    assert b["ok"].limited_by == "generator" and b["ok"].low is not None and b["ok"].low <= 100
+    assert not any(s.verdicts["ok"] == "fail" for s in search.steps)
+
+
+def test_generator_behind_but_server_slow_even_from_actual_send_is_the_servers_failure():
+    step = Step(rate=100, p95=3000.0, percentile_ms=3000.0, uncorrected_ms=2500.0, error_rate=0.0,
+                requests=500, sent_on_time=0.5)  # fmt: skip
+    judged = judge(step, LIM, offload_like=False)
+    assert judged.generator_limited and judged.verdicts == {"fast": "fail", "ok": "fail"}
+
+
+def test_bad_ranges_are_refused():
+    with pytest.raises(ValueError, match="min rate < max rate"):
+        Search(100.0, 100.0)
+    with pytest.raises(ValueError, match="min rate < max rate"):
+        Search(0.0, 10.0)
+
+
+def test_step_budget_stops_the_search_and_says_so():
+    search = run_search(Search(1.0, 10_000.0, max_steps=5), model_server(3000, 3000))
+    assert len(search.steps) == 5
+    assert not search.brackets()["ok"].complete
