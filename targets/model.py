@@ -38,6 +38,10 @@ class Service(_Strict):
             raise ValueError("needs api (a command offload-bench starts) or url (a running API)")
         if self.url and self.worker:
             raise ValueError("worker is started beside api: with url nothing is started")
+        if self.api and "{port}" not in self.api and not any("{port}" in v for v in self.env.values()):
+            raise ValueError(
+                "the API must listen on {port} (a free port offload-bench picks): use it in api or env"
+            )
         return self
 
 

@@ -1,0 +1,276 @@
+"""A target's processes: Redis (embedded or external), the API and N workers from the target file's commands.
+
+Commands run through the shell with the current PATH, cwd = the target file's folder, each in its own process
+group (signals reach the command, not only the shell), output in log_dir. A target with `url` starts nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import redis
+
+from bench.launch.procs import ManagedProcess
+from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
+from bench.launch.stack import StackError, check_redis
+from targets import Target
+from targets import placeholders as ph
+
+READY_TIMEOUT_S = 30.0
+LOG_LINES_SHOWN = 5
+
+
+class TargetStartError(StackError):
+    """The target's processes could not start (command not found, never ready): a usage error, exit 2."""
+
+
+_SHELL_SYNTAX = re.compile(r"[;&|<>()$`\\\n]|^\s*(cd|export|source|\.)\s")
+
+
+def shell_argv(command: str) -> list[str]:
+    """argv running command through the shell; a simple command is exec'd, so signals and exit codes are its own."""
+    if _SHELL_SYNTAX.search(command):
+        return ["/bin/sh", "-c", command]
+    return ["/bin/sh", "-c", "exec " + command]
+
+
+class ShellProcess(ManagedProcess):
+    """A shell command in its own process group; signals go to the whole group, and stop waits for all of it."""
+
+    def send(self, sig: int) -> None:
+        """Signal the command's process group while it runs."""
+        if self.alive() and self.popen is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the group, wait for the shell and every process of its group, then SIGKILL what is left."""
+        if self.popen is not None and self.alive():
+            group = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == self.popen.pid]
+            self.send(sig)
+            started = time.monotonic()
+            self.wait(timeout_s)
+            rest = max(0.0, timeout_s - (time.monotonic() - started))
+            psutil.wait_procs([p for p in group if p.pid != self.popen.pid], timeout=rest)
+        return super().stop(0.0, sig=signal.SIGKILL)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def http_status(url: str, timeout_s: float = 1.0) -> int:
+    """Status of GET url whatever the body; 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (a URL of the target)
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, ValueError):
+        return 0
+
+
+def start_values(port: int, redis_url: str) -> dict[str, str]:
+    """Values of the start-time placeholders."""
+    parsed = urllib.parse.urlsplit(redis_url)
+    return {
+        "port": str(port),
+        "redis_url": redis_url,
+        "redis_host": parsed.hostname or "127.0.0.1",
+        "redis_port": str(parsed.port or 6379),
+        "python": shlex.quote(sys.executable),
+    }
+
+
+class TargetStack:
+    """Start and stop a target's Redis, API and workers; wait on every child; stop in a safe order."""
+
+    def __init__(
+        self,
+        target: Target,
+        target_dir: Path,
+        log_dir: Path,
+        *,
+        workers: int = 1,
+        redis_url: str | None = None,
+        api_port: int = 0,
+        env: dict[str, str] | None = None,
+        redis_dir: Path | None = None,
+    ) -> None:
+        self.target = target
+        self.target_dir = target_dir
+        self.log_dir = log_dir
+        self.n_workers = workers if target.service.worker else 0
+        self.external_redis_url = redis_url
+        self.api_port = api_port
+        self.base_env = dict(env or {})
+        self.redis_dir = redis_dir
+        self.redis: EmbeddedRedis | None = None
+        self.api: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self._worker_seq = 0
+        self._url: str | None = None
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis the target's processes and the tracker use."""
+        if self.external_redis_url:
+            return self.external_redis_url
+        if self.redis is None:
+            raise StackError("Redis is not started")
+        return self.redis.url
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the API (the target's url, or the API this stack started)."""
+        if self._url is None:
+            raise StackError("the stack is not started")
+        return self._url
+
+    def values(self) -> dict[str, str]:
+        """The start-time placeholder values."""
+        return start_values(self.api_port, self.redis_url)
+
+    def env(self) -> dict[str, str]:
+        """Environment of the API and workers: ours, the caller's additions, then the target's env."""
+        env = dict(os.environ)
+        env.pop("REDIS_URL", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.base_env)
+        values = self.values()
+        env.update({k: ph.expand(v, values) for k, v in self.target.service.env.items()})
+        return env
+
+    def _shell(self, name: str, command: str) -> ShellProcess:
+        cmd = ph.expand(command, self.values())
+        proc = ShellProcess(name, shell_argv(cmd), self.env(), self.log_dir / f"{name}.log", self.target_dir)
+        proc.start()
+        return proc
+
+    def start(
+        self, step: Callable[[str], None] = lambda _msg: None, timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
+        """Start Redis, the API and the workers; wait until the ready path answers 2xx and workers are up."""
+        if self.api_port and port_in_use(self.api_port):
+            raise StackError(f"port {self.api_port} is already in use (pick another with --port)")
+        if self.external_redis_url:
+            step("checking Redis")
+            check_redis(self.external_redis_url)
+        else:
+            step("starting embedded Redis")
+            self.redis = EmbeddedRedis(self.redis_dir).start()
+        service = self.target.service
+        if service.url:
+            self._url = ph.expand(service.url, self.values()).rstrip("/")
+            step(f"checking {self._url}")
+            self.wait_ready(min(timeout_s, 10.0))
+            return
+        self.api_port = self.api_port or free_port()
+        self._url = f"http://127.0.0.1:{self.api_port}"
+        step("starting the API")
+        assert service.api is not None
+        self.api = self._shell("api", service.api)
+        for _ in range(self.n_workers):
+            self.start_worker()
+        step("waiting for the API and workers")
+        self.wait_ready(timeout_s)
+
+    def start_worker(self) -> ManagedProcess:
+        """Start one more worker process."""
+        if not self.target.service.worker:
+            raise StackError("the target has no worker command")
+        self._worker_seq += 1
+        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker)
+        self.workers.append(proc)
+        return proc
+
+    def _workers_up(self) -> bool:
+        """Workers show they run: our service's heartbeats, or arq's health-check key (written at start)."""
+        live = sum(w.alive() for w in self.workers)
+        if live == 0 or self.target.jobs.tracker not in ("records", "arq"):
+            return True
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            if self.target.jobs.tracker == "arq":
+                return bool(client.exists(self.target.jobs.queue + ":health-check"))
+            from service import keys  # the built-in target's workers beat under our prefix
+
+            return (
+                sum(1 for _ in client.scan_iter(match=keys.WORKER_HEARTBEAT_PREFIX + "*", count=100)) >= live
+            )
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""
+        url = self.api_url + self.target.service.ready
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for proc in [self.api, *self.workers]:
+                if proc is not None and not proc.alive():
+                    raise TargetStartError(
+                        f"{proc.name} exited at start (code {proc.returncode}): "
+                        f"{proc.log_tail(LOG_LINES_SHOWN) or 'no output'} (log: {proc.log_path})"
+                    )
+            status = http_status(url)
+            if 200 <= status < 300 and self._workers_up():
+                return
+            if time.monotonic() > deadline:
+                what = (
+                    f"GET {url} answered {status or 'nothing'}"
+                    if not 200 <= status < 300
+                    else "workers not up"
+                )
+                tail = self.api.log_tail(LOG_LINES_SHOWN) if self.api is not None else ""
+                raise TargetStartError(
+                    f"the target was not ready within {timeout_s:.0f} s ({what})"
+                    + (f": {tail}" if tail else "")
+                )
+            time.sleep(0.1)
+
+    def restart_dead_workers(self) -> list[str]:
+        """Start a replacement for every worker that died; return the names of the dead ones."""
+        dead = [w for w in self.workers if not w.alive()]
+        for proc in dead:
+            proc.stop(0)
+            self.workers.remove(proc)
+            self.start_worker()
+        return [p.name for p in dead]
+
+    def stop_worker(
+        self, proc: ManagedProcess, sig: int = signal.SIGTERM, grace_s: float = 30.0
+    ) -> int | None:
+        """Stop one worker with sig (SIGTERM: graceful; SIGKILL: crash) and remove it from the stack."""
+        code = proc.stop(grace_s, sig=sig)
+        if proc in self.workers:
+            self.workers.remove(proc)
+        return code
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop the API first (no new jobs), then workers (they finish in-flight jobs), then Redis."""
+        if self.api is not None:
+            self.api.stop(10.0)
+        for proc in self.workers:
+            proc.send(signal.SIGTERM)
+        for proc in self.workers:
+            proc.stop(grace_s)
+        if self.redis is not None:
+            self.redis.cleanup()

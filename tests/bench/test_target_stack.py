@@ -1,0 +1,109 @@
+"""A target's processes: shell commands in their own groups, bounded readiness, `url` starts nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.launch.redis_server import free_port
+from bench.launch.target_stack import TargetStack, TargetStartError
+from targets import load_target, parse_target
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "fastapi_arq" / "target.toml"
+MODES = '\n[modes.get]\nmethod = "GET"\npath = "/"\n'
+
+
+def _group_alive(pgid: int) -> bool:
+    return any(
+        os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE
+        for p in psutil.process_iter()
+        if p.pid != os.getpid() and _same_user(p)
+    )
+
+
+def _same_user(proc: psutil.Process) -> bool:
+    try:
+        os.getpgid(proc.pid)
+        return True
+    except OSError:
+        return False
+
+
+def test_command_not_found_is_a_start_error_with_the_log(tmp_path: Path, redis_url: str) -> None:
+    target = parse_target('[service]\napi = "no-such-cmd-xyz --port {port}"' + MODES, "t.toml")
+    stack = TargetStack(target, tmp_path, tmp_path / "logs", redis_url=redis_url)
+    with pytest.raises(
+        TargetStartError, match=r"api exited at start \(code 127\): .*no-such-cmd-xyz.*not found"
+    ):
+        stack.start()
+    stack.stop()
+
+
+def test_never_ready_is_bounded_and_everything_is_stopped(tmp_path: Path, redis_url: str) -> None:
+    text = f'[service]\napi = "{sys.executable} -m http.server --bind 127.0.0.1 {{port}}"\nready = "/nope"'
+    text += f"\nworker = \"{sys.executable} -c 'import time; time.sleep(60)'\"" + MODES
+    stack = TargetStack(
+        parse_target(text, "t.toml"), tmp_path, tmp_path / "logs", workers=2, redis_url=redis_url
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        TargetStartError, match=r"not ready within 2 s \(GET .*/nope answered 404\).*GET /nope"
+    ):
+        stack.start(timeout_s=2)
+    assert time.monotonic() - started < 20
+    groups = [p.pid for p in [stack.api, *stack.workers] if p is not None and p.pid is not None]
+    assert len(groups) == 3
+    stack.stop(5)
+    assert not any(_group_alive(g) for g in groups)
+
+
+def test_url_starts_nothing(tmp_path: Path, redis_url: str) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        target = parse_target(f'url = "http://127.0.0.1:{port}"' + MODES, "t.toml")
+        stack = TargetStack(target, tmp_path, tmp_path / "logs", workers=3, redis_url=redis_url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                stack.start(timeout_s=1)
+                break
+            except TargetStartError:
+                assert time.monotonic() < deadline
+        assert stack.api is None and stack.workers == [] and stack.api_url == f"http://127.0.0.1:{port}"
+        assert not (tmp_path / "logs").exists()
+        stack.stop()
+        assert server.poll() is None  # not ours: never stopped
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_example_workers_are_process_groups_and_sigkill_reaches_them(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    target, path = load_target(EXAMPLE)
+    stack = TargetStack(target, path.parent, tmp_path / "logs", workers=2, redis_url=redis_url)
+    try:
+        stack.start()
+        assert len(stack.workers) == 2 and stack.api is not None
+        victim = stack.workers[0]
+        assert victim.pid is not None and os.getpgid(victim.pid) == victim.pid
+        assert stack.stop_worker(victim, signal.SIGKILL) == -signal.SIGKILL
+        assert not _group_alive(victim.pid) and len(stack.workers) == 1
+        assert (tmp_path / "logs" / "api.log").exists() and (tmp_path / "logs" / "worker-2.log").exists()
+    finally:
+        stack.stop(5)
