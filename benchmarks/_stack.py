@@ -1,4 +1,5 @@
-"""What every benchmark shares: a clean child environment, the API/worker processes, machine facts, results.
+"""What every benchmark shares: a clean child environment, the API/worker processes (bench/launch's
+launcher), machine facts, results.
 
 The scripts run as `python benchmarks/<name>.py`, so this folder is on sys.path and `import _stack` works.
 Each script can write its figures as JSON (`--json PATH`) for run_all.py's final table.
@@ -8,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.launch.procs import ManagedProcess, python_module
 from bench.launch.redis_server import free_port
+from bench.launch.stack import http_get_json
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORES_NOTE = (
@@ -35,21 +34,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 30.0) -> None:
+def _wait_healthy(proc: ManagedProcess, url: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit(f"error: the server did not start (log: {log})")
+    while time.monotonic() < deadline and proc.alive():
+        if http_get_json(f"{url}/healthz")[0] == 200:
+            return
+        time.sleep(0.1)
+    proc.stop()
+    raise SystemExit(f"error: the server did not start (log: {proc.log_path})")
 
 
 def start_server(
     cmd: list[str], env: dict[str, str], log: Path, port_flag: bool = False
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[ManagedProcess, str]:
     """Start an HTTP server on a free loopback port; returns (process, base URL) once /healthz answers.
 
     port_flag: pass the port as `--port N` (uvicorn's CLI) rather than OFFLOAD_API_PORT (python -m service.api).
@@ -57,49 +54,29 @@ def start_server(
     port = free_port()
     if port_flag:
         cmd = [*cmd, "--port", str(port)]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env=clean_env(**env, OFFLOAD_API_PORT=str(port), OFFLOAD_API_HOST="127.0.0.1"),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    env = clean_env(**env, OFFLOAD_API_PORT=str(port), OFFLOAD_API_HOST="127.0.0.1")
+    proc = ManagedProcess(Path(log).stem, cmd, env, log, cwd=REPO).start()
     url = f"http://127.0.0.1:{port}"
-    _wait_healthy(proc, url, log)
+    _wait_healthy(proc, url)
     return proc, url
 
 
-def start_api(redis_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(redis_url: str, log: Path, **env: str) -> tuple[ManagedProcess, str]:
     """`python -m service.api` against redis_url (log level WARNING unless given)."""
     env = {"OFFLOAD_REDIS_URL": redis_url, "OFFLOAD_LOG_LEVEL": "WARNING", **env}
-    return start_server([sys.executable, "-m", "service.api"], env, log)
+    return start_server(python_module("service.api"), env, log)
 
 
-def start_worker(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, log: Path, **env: str) -> ManagedProcess:
     """`python -m service.worker` against redis_url (log level WARNING unless given)."""
     env = {"OFFLOAD_REDIS_URL": redis_url, "OFFLOAD_LOG_LEVEL": "WARNING", **env}
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service.worker"],
-            cwd=REPO,
-            env=clean_env(**env),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    proc = ManagedProcess("worker", python_module("service.worker"), clean_env(**env), log, cwd=REPO)
+    return proc.start()
 
 
-def stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -> int | None:
+def stop(proc: ManagedProcess | None, timeout_s: float = 30.0) -> int | None:
     """SIGTERM a child and wait for it (SIGKILL after timeout_s); its exit code."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            return proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait()
+    return proc.stop(timeout_s) if proc is not None else None
 
 
 def machine() -> dict[str, Any]:

@@ -149,7 +149,7 @@ def pickup(store: EmbeddedRedis, n: int, log: Path, progress: Progress, seed: in
     try:
         deadline = time.monotonic() + 30
         while not client.keys(f"{keys.WORKER_HEARTBEAT_PREFIX}*"):  # the worker is up and polling
-            if time.monotonic() > deadline or worker.poll() is not None:
+            if time.monotonic() > deadline or not worker.alive():
                 raise SystemExit(f"error: the worker did not start (log: {log})")
             time.sleep(0.05)
         time.sleep(0.5)

@@ -15,8 +15,11 @@ from typing import IO
 class ManagedProcess:
     """One child: its own session (a terminal's Ctrl-C reaches only the CLI, which stops children in order)."""
 
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, args: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> None:
         self.name = name
+        self.cwd = cwd
         self.args = list(args)
         self.env = env
         self.log_path = log_path
@@ -30,6 +33,7 @@ class ManagedProcess:
         self.popen = subprocess.Popen(
             self.args,
             env=self.env,
+            cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
