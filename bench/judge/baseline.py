@@ -46,32 +46,29 @@ def _git_head() -> str | None:
 def baseline_metadata(summaries: list[Summary], files: list[str]) -> dict[str, Any]:
     """baseline.json: git commit, date, load parameters, work profile, machine, and the runs it holds."""
     first = summaries[0].run
-    meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
-    commits = sorted({str(s.run.get("meta", {}).get("git_commit")) for s in summaries if s.run.get("meta")})
-    commits = [c for c in commits if c != "None"]
-    load = first.get("load") if isinstance(first.get("load"), dict) else {}
-    assert isinstance(load, dict)
+    meta = first.meta
+    commits = sorted({s.run.meta.git_commit for s in summaries if s.run.meta.git_commit})
+    load = first.load.model_dump()
     now = datetime.now(UTC)
     return {
         "schema_version": BASELINE_SCHEMA_VERSION,
-        "summary_schema_version": summaries[0].data.get("schema_version"),
+        "summary_schema_version": summaries[0].model.schema_version,
         "date": now.isoformat(timespec="seconds"),
         "created_ts": now.timestamp(),
         "git_commit": commits[0] if commits else _git_head(),
         "git_commits": commits,
-        "git_dirty": any(bool(s.run.get("meta", {}).get("git_dirty")) for s in summaries),
+        "git_dirty": any(bool(s.run.meta.git_dirty) for s in summaries),
         "load": {key: load.get(key) for key in LOAD_KEYS}
         | {k: v for k, v in load.items() if k not in LOAD_KEYS},
-        "work_profile": first.get("work_profile"),
-        "workers": first.get("workers"),
-        "machine": {key: meta.get(key) for key in ("host", "cpu_count", "platform", "python")},
+        "work_profile": first.work_profile,
+        "workers": first.workers,
+        "machine": {key: getattr(meta, key) for key in ("host", "cpu_count", "platform", "python")},
         "runs": [
             {
                 "run_id": s.run_id,
                 "file": name,
-                "created_ts": s.run.get("created_ts"),
-                "status": s.run.get("status"),
+                "created_ts": s.run.created_ts,
+                "status": s.run.status,
             }
             for s, name in zip(summaries, files, strict=True)
         ],
@@ -111,7 +108,7 @@ def update_command(
         fail(f"runs differ: {'; '.join(problems)}", "a baseline is repeats of one setup; --force")
     for line in problems:
         typer.echo(f"warning: baseline mixes runs: {line}", err=True)
-    bad = [s.run_id for s in summaries if s.run.get("status") not in (None, "complete")]
+    bad = [s.run_id for s in summaries if s.run.status not in (None, "complete")]
     if bad:
         typer.echo(f"warning: runs not complete: {', '.join(bad)}", err=True)
     baseline_dir.mkdir(parents=True, exist_ok=True)

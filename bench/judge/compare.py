@@ -18,10 +18,12 @@ from bench.judge.gate_inputs import GateInputError, Summary, load_summary
 
 def _target(summary: Summary, mode: str) -> dict[str, float]:
     """The latency target lines (fast_ms, slow_ms) the run's report used, when its summary has them."""
-    target = summary.data.get("modes", {}).get(mode, {}).get("target") or {}
-    out = {"fast_ms": 100.0, "slow_ms": 1000.0}
-    out.update({k: float(target[k]) for k in out if isinstance(target.get(k), int | float)})
-    return out
+    mode_summary = summary.model.modes.get(mode)
+    target = mode_summary.target if mode_summary is not None else None
+    return {
+        "fast_ms": target.fast_ms if target is not None and target.fast_ms is not None else 100.0,
+        "slow_ms": target.slow_ms if target is not None and target.slow_ms is not None else 1000.0,
+    }
 
 
 def compare_command(

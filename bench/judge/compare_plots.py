@@ -43,8 +43,8 @@ def curves(summary: Summary, label: str) -> dict[str, Curve]:
         data = load_run(summary.path.parent)
     except RunDataError:
         data = None
-    warmup_s = float(summary.data.get("warmup_s") or 0.0)
-    for mode, stats in summary.data.get("modes", {}).items():
+    warmup_s = summary.model.warmup_s or 0.0
+    for mode, stats in summary.model.modes.items():
         if data is not None:
             frame = data.samples[data.samples["mode"] == mode]
             if len(frame):
@@ -52,11 +52,9 @@ def curves(summary: Summary, label: str) -> dict[str, Curve]:
                 if ms.latency_ms.size:
                     out[mode] = Curve(label, "samples", samples_ms=ms.latency_ms)
                     continue
-        latency = stats.get("latency_ms") or {}
+        latency = stats.latency_ms
         points = {
-            p: float(latency[k])
-            for k, p in _SUMMARY_POINTS.items()
-            if isinstance(latency.get(k), int | float)
+            p: float(value) for k, p in _SUMMARY_POINTS.items() if (value := getattr(latency, k)) is not None
         }
         if points:
             out[mode] = Curve(label, "summary", points=points)

@@ -44,7 +44,7 @@ class Section:
 
 def _get(summary: Summary, path: str) -> Any:
     try:
-        return resolve(summary.data, path)
+        return resolve(summary, path)
     except MissingMetric:
         return None
 
@@ -80,7 +80,7 @@ def setup_section(a: Summary, b: Summary) -> Section:
 def sections(a: Summary, b: Summary) -> list[Section]:
     """All tables of the comparison: setup, each mode present in either run, API speed-up."""
     out = [setup_section(a, b)]
-    modes = list(dict.fromkeys([*a.data.get("modes", {}), *b.data.get("modes", {})]))
+    modes = list(dict.fromkeys([*a.model.modes, *b.model.modes]))
     for mode in modes:
         section = Section(f"mode {mode}")
         for label, path, unit in MODE_METRICS:

@@ -50,9 +50,9 @@ def _check_comparable(candidates: list[Summary], baseline: list[Summary], force:
         )
     warnings = [f"compared despite: {p}" for p in problems]
     warnings += [
-        f"run {s.run_id} is {s.run.get('status')}, not complete: its figures may be partial"
+        f"run {s.run_id} is {s.run.status}, not complete: its figures may be partial"
         for s in candidates + baseline
-        if s.run.get("status") not in (None, "complete")
+        if s.run.status not in (None, "complete")
     ]
     machines = {_machine(s) for s in baseline} | {_machine(s) for s in candidates}
     if baseline and len(machines) > 1:
@@ -65,9 +65,8 @@ def _check_comparable(candidates: list[Summary], baseline: list[Summary], force:
 
 
 def _machine(summary: Summary) -> str:
-    meta = summary.run.get("meta") if isinstance(summary.run.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
-    return f"{meta.get('host', '?')}/{meta.get('cpu_count', '?')} CPUs"
+    meta = summary.run.meta
+    return f"{meta.host or '?'}/{meta.cpu_count or '?'} CPUs"
 
 
 def _header(

@@ -74,11 +74,11 @@ def _label(rule: Rule, name: str) -> str:
 
 
 def _values(summaries: list[Summary], path: str) -> list[float]:
-    return [resolve_number(s.data, path) for s in summaries]
+    return [resolve_number(s, path) for s in summaries]
 
 
 def _ratio(s: Summary, rule: RatioRule) -> float:
-    num, den = resolve_number(s.data, rule.numerator), resolve_number(s.data, rule.denominator)
+    num, den = resolve_number(s, rule.numerator), resolve_number(s, rule.denominator)
     if den == 0:
         return math.inf if num > 0 else 1.0
     return num / den

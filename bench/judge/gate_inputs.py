@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runfolder.schema import SUMMARY_FILE, SUMMARY_SCHEMA_VERSION
+from runfolder.run_json import RunJson
+from runfolder.schema import RUN_SCHEMA_VERSION, SUMMARY_FILE
+from runfolder.summary import Summary as SummaryModel
+from runfolder.summary import SummaryError, read_summary, typed_value
 
 BASELINE_META_FILE = "baseline.json"
 # Baseline folders hold copies named <run_id>.summary.json (see bench/baseline.py).
@@ -26,37 +29,33 @@ class MissingMetric(KeyError):
 
 @dataclass(frozen=True)
 class Summary:
-    """One run's summary.json and where it came from."""
+    """One run's summary.json (the typed model) and where it came from."""
 
     path: Path
-    data: dict[str, Any]
+    model: SummaryModel
 
     @property
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunJson:
         """The embedded run.json content."""
-        run = self.data.get("run")
-        return run if isinstance(run, dict) else {}
+        return self.model.run
 
     @property
     def run_id(self) -> str:
         """The run id, or the file's folder name when the summary does not say."""
-        return str(self.run.get("run_id") or self.path.parent.name)
+        return str(self.run.run_id or self.path.parent.name)
 
 
 def load_summary(path: Path) -> Summary:
-    """Read a run folder's summary.json (or a summary.json path)."""
+    """Read and validate a run folder's summary.json (or a summary.json path)."""
     if not path.exists():
         raise GateInputError(f"no summary at {path} (no such run folder or file)")
     file = path / SUMMARY_FILE if path.is_dir() else path
     if not file.exists():
         raise GateInputError(f"no summary at {file} (run `offload-bench report {path}` first)")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GateInputError(f"cannot read {file}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("modes"), dict):
-        raise GateInputError(f"{file} is not a summary.json (no 'modes' object)")
-    return Summary(file, data)
+        return Summary(file, read_summary(file))
+    except SummaryError as exc:
+        raise GateInputError(str(exc)) from None
 
 
 def load_summaries(paths: list[Path]) -> list[Summary]:
@@ -99,24 +98,17 @@ def load_baseline(folder: Path) -> tuple[list[Summary], dict[str, Any]]:
     return [load_summary(file) for file in files], meta
 
 
-def resolve(data: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path; MissingMetric when a step is absent or the value is null."""
-    node: Any = data
-    for part in path.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise MissingMetric(path)
-    if node is None:
-        raise MissingMetric(path)
-    return node
+def resolve(summary: Summary, path: str) -> Any:
+    """The value at a dotted path of the typed summary; MissingMetric when absent, null or not a declared field."""
+    try:
+        return typed_value(summary.model, path)
+    except KeyError:
+        raise MissingMetric(path) from None
 
 
-def resolve_number(data: dict[str, Any], path: str) -> float:
+def resolve_number(summary: Summary, path: str) -> float:
     """The number at a dotted path (booleans count as 1/0); MissingMetric when absent or not a number."""
-    value = resolve(data, path)
+    value = resolve(summary, path)
     if isinstance(value, bool | int | float):
         return float(value)
     raise MissingMetric(path)
@@ -124,15 +116,14 @@ def resolve_number(data: dict[str, Any], path: str) -> float:
 
 def signature(summary: Summary) -> dict[str, Any]:
     """What must match between compared runs: schema versions, load parameters, work profile, workers."""
-    load = summary.run.get("load") if isinstance(summary.run.get("load"), dict) else {}
-    assert isinstance(load, dict)
+    run = summary.run
     sig: dict[str, Any] = {
-        "schema_version": summary.data.get("schema_version"),
-        "run.schema_version": summary.run.get("schema_version"),
+        "schema_version": summary.model.schema_version,
+        "run.schema_version": run.schema_version,
     }
-    sig.update({f"load.{key}": load.get(key) for key in LOAD_KEYS})
-    sig["work_profile"] = summary.run.get("work_profile")
-    sig["workers"] = summary.run.get("workers")
+    sig.update({f"load.{key}": getattr(run.load, key) for key in LOAD_KEYS})
+    sig["work_profile"] = run.work_profile
+    sig["workers"] = run.workers
     return sig
 
 
@@ -149,10 +140,12 @@ def mismatches(reference: Summary, others: list[Summary]) -> list[str]:
 
 
 def schema_problems(summaries: list[Summary]) -> list[str]:
-    """Summaries written by a schema version this tool does not read."""
+    """Runs whose run.json was written by a schema version this tool does not read.
+
+    (A summary of another version does not load at all: runfolder.summary refuses it with one line.)
+    """
     return [
-        f"{s.path}: summary schema_version {s.data.get('schema_version')!r}, this tool reads "
-        f"{SUMMARY_SCHEMA_VERSION}"
+        f"{s.path}: run.json schema_version {s.run.schema_version!r}, this tool reads {RUN_SCHEMA_VERSION}"
         for s in summaries
-        if s.data.get("schema_version") != SUMMARY_SCHEMA_VERSION
+        if s.run.schema_version != RUN_SCHEMA_VERSION
     ]

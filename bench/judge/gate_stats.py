@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.judge.gate_inputs import MissingMetric, Summary, resolve
+from runfolder.summary import Windows
 
 METHOD_RELATIVE = (
     "relative rules fail only when the change of the median exceeds the tolerance AND the run-to-run noise: "
@@ -58,7 +59,7 @@ def infer_windows_path(metric: str, summary: Summary) -> str | None:
         return None
     path = f"modes.{match.group(1)}.windows.{match.group(2)}"
     try:
-        resolve(summary.data, path)
+        resolve(summary, path)
     except MissingMetric:
         return None
     return path
@@ -67,14 +68,14 @@ def infer_windows_path(metric: str, summary: Summary) -> str | None:
 def window_values(summary: Summary, path: str, min_requests: int) -> list[float]:
     """The per-window values at path, without warm-up windows, null windows and thin windows."""
     try:
-        values = resolve(summary.data, path)
+        values = resolve(summary, path)
     except MissingMetric:
         return []
     if not isinstance(values, list):
         return []
-    parent: Any = resolve(summary.data, path.rsplit(".", 1)[0])
-    requests = parent.get("requests") if isinstance(parent, dict) else None
-    starts = parent.get("start_ts") if isinstance(parent, dict) else None
+    parent: Any = resolve(summary, path.rsplit(".", 1)[0])
+    requests = parent.requests if isinstance(parent, Windows) else None
+    starts = parent.start_ts if isinstance(parent, Windows) else None
     warm_until = _warm_until(summary, path)
     out: list[float] = []
     for i, value in enumerate(values):
@@ -93,15 +94,11 @@ def _warm_until(summary: Summary, windows_path: str) -> float | None:
     parts = windows_path.split(".")
     if len(parts) < 2 or parts[0] != "modes":
         return None
-    mode_run = (
-        summary.run.get("modes", {}).get(parts[1]) if isinstance(summary.run.get("modes"), dict) else None
-    )
-    warmup = summary.data.get("warmup_s")
-    if not isinstance(mode_run, dict) or not isinstance(mode_run.get("start_ts"), int | float):
+    mode_run = summary.run.modes.get(parts[1])
+    warmup = summary.model.warmup_s
+    if mode_run is None or mode_run.start_ts is None or warmup is None:
         return None
-    if not isinstance(warmup, int | float):
-        return None
-    return float(mode_run["start_ts"]) + float(warmup)
+    return mode_run.start_ts + warmup
 
 
 def noise_test(

@@ -12,13 +12,14 @@ from bench.judge.gate_eval import RuleConfigError, evaluate
 from bench.judge.gate_inputs import GateInputError, Summary, load_baseline, load_summaries
 from bench.judge.gate_rules import RatioRule, RulesError, load_rules, parse_rules
 from bench.judge.gate_stats import infer_windows_path, noise_test, window_values
+from runfolder.summary import parse_summary
 from tests.fixtures.gate.synth import make_run
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def summary(seed: int, **kwargs: object) -> Summary:
-    return Summary(Path(f"/runs/{seed}/summary.json"), make_run(seed, **kwargs)[0])  # type: ignore[arg-type]
+    return Summary(Path(f"/runs/{seed}/summary.json"), parse_summary(make_run(seed, **kwargs)[0]))
 
 
 def test_packaged_rules_validate() -> None:
@@ -76,14 +77,15 @@ def test_noise_test_separates_noise_from_a_shift() -> None:
 
 def test_window_values_leave_out_warmup_thin_and_empty_windows() -> None:
     s = summary(1, windows=10)
-    win = s.data["modes"]["offload"]["windows"]
-    start = s.data["run"]["modes"]["offload"]["start_ts"]
-    win["start_ts"][0] = start + 1.0  # inside the 5 s warm-up
-    win["requests"][1] = 3
-    win["p95"][2] = None
+    win = s.model.modes["offload"].windows
+    start = s.run.modes["offload"].start_ts
+    assert start is not None
+    win.start_ts[0] = start + 1.0  # inside the 5 s warm-up
+    win.requests[1] = 3
+    win.p95[2] = None
     path = infer_windows_path("modes.offload.latency_ms.p95", s)
     assert path == "modes.offload.windows.p95"
-    assert window_values(s, path, min_requests=10) == win["p95"][3:]
+    assert window_values(s, path, min_requests=10) == win.p95[3:]
     assert infer_windows_path("modes.offload.error_rate", s) is None
 
 
@@ -109,12 +111,21 @@ def test_missing_metric_is_a_config_error_unless_optional() -> None:
     assert results[0].status == "SKIP"
 
 
+def test_a_rule_reads_only_typed_summary_fields() -> None:
+    undeclared = summary(1)
+    assert undeclared.model.modes["offload"].model_extra is not None
+    undeclared.model.modes["offload"].model_extra["queue_p95"] = 1.0  # present in the file, not in the model
+    text = '[rules.q]\nkind = "absolute"\nmetric = "modes.offload.queue_p95"\nop = "<="\nvalue = 5\n'
+    with pytest.raises(RuleConfigError, match="metric modes.offload.queue_p95 is missing"):
+        evaluate(parse_rules(text, "r.toml"), [undeclared], [])
+
+
 def test_relative_rule_without_windows_judges_on_tolerance_alone() -> None:
     rules = parse_rules(
         '[rules.rps]\nkind = "relative"\nmetric = "modes.offload.rps"\nmax_decrease_pct = 10\n', "r"
     )
     slow = summary(9)
-    slow.data["modes"]["offload"]["rps"] = 20.0  # baseline: 40 req/s
+    slow.model.modes["offload"].rps = 20.0  # baseline: 40 req/s
     result = evaluate(rules, [slow], [summary(1)])[0]
     assert result.status == "FAIL" and "tolerance only" in result.noise
     assert "offload rps 20 vs baseline 40: -50.0 % beyond -10 % (rule rps;" in result.message
@@ -141,8 +152,8 @@ def test_ratio_profile_needs_no_baseline_even_when_the_folder_has_only_a_readme(
 
 def test_partial_runs_and_other_machines_are_warned_about() -> None:
     partial = summary(2)
-    partial.data["run"]["status"] = "interrupted"
-    partial.data["run"]["meta"]["cpu_count"] = 8
+    partial.run.status = "interrupted"
+    partial.run.meta.cpu_count = 8
     warnings = _check_comparable([partial], [summary(1)], force=False)
     assert any("run synth-2 is interrupted, not complete" in w for w in warnings)
     assert any("different machines (synth-host/2 CPUs, synth-host/8 CPUs)" in w for w in warnings)
