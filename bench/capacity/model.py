@@ -167,3 +167,9 @@ def write_json(result: CapacityResult, path: Path) -> None:
 def read_json(path: Path) -> CapacityResult:
     """Read and validate capacity.json."""
     return CapacityResult.model_validate_json(path.read_text())
+
+
+if __name__ == "__main__":  # regenerate the committed schema: python -m bench.capacity.model
+    Path(__file__).with_name("capacity.schema.json").write_text(
+        json.dumps(capacity_schema(), indent=2) + "\n"
+    )

@@ -60,12 +60,14 @@ def headline(res: CapacityResult, fast_ms: float, slow_ms: float) -> list[str]:
     u = res.usl
     if one is not None and one.max_job_rate:
         text = f"one worker completes {rate_text(one.max_job_rate)} jobs/s"
-        need = next((n for n in reversed(u.needs) if n.workers is not None), None) if u else None
-        if need is not None:
-            text += f": at {rate_text(need.rate)} req/s you need {need.workers} workers"
+        reachable = [n for n in u.needs if n.workers is not None] if u else []
+        if reachable:
+            text += f": at {rate_text(reachable[-1].rate)} req/s you need {reachable[-1].workers} workers"
         lines.append(text)
-    if u is not None and u.needs and all(n.workers is None for n in u.needs):
-        lines.append(f"no worker count reaches {rate_text(u.needs[-1].rate)} jobs/s on this machine")
+    beyond = [n for n in u.needs if n.workers is None] if u else []
+    if u is not None and beyond:
+        peak = f" (the fit peaks at {rate_text(u.peak_rate)} jobs/s)" if u.peak_rate else ""
+        lines.append(f"no worker count keeps up with {rate_text(beyond[0].rate)} req/s on this machine{peak}")
     return lines
 
 

@@ -4,7 +4,8 @@ Exponential phase: from min_rate, multiply the rate by `factor` while any target
 tried. Bisection phase: between each target's highest sustainable and lowest unsustainable rate (geometric
 midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. One step
 informs every target (fast, ok, jobs), so the brackets narrow together. A generator-limited step bounds the
-search from above without counting as the server's failure.
+search from above without counting as the server's failure; such a bracket stops at a factor of 2 (its top
+is the generator's limit, which more steps would only measure more precisely).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Final
 from bench.capacity.model import Bracket, LimitedBy, Step
 
 PRECISION: Final = 1.10  # the issue's "within 10 %" (mutilate uses 1.02 with much cheaper steps)
+# a bracket bounded by the generator measures the generator, not the server: narrowing it far is a waste of steps
+GENERATOR_PRECISION: Final = 2.0
 FACTOR: Final = 2.0
 SAME_RATE: Final = 1.005  # rates closer than this are the same step
 
@@ -77,6 +80,8 @@ class Search:
             return any(r <= self.min_rate * SAME_RATE for r in t.fails + t.unknown)
         if top is None:
             return low >= self.max_rate / SAME_RATE
+        if top not in t.fails:
+            return top <= max(self.precision, GENERATOR_PRECISION) * low
         return top <= self.precision * low
 
     def next_rate(self) -> float | None:

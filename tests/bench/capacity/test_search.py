@@ -73,6 +73,7 @@ def test_generator_limit_is_never_the_servers_capacity():
     assert all(s.verdicts["ok"] == "unknown" and "add --processes" in s.reason for s in limited)
     b = search.brackets()
     assert b["ok"].limited_by == "generator" and b["ok"].low is not None and b["ok"].low <= 100
+    assert b["ok"].complete and b["ok"].high <= 2 * b["ok"].low  # not narrowed further: that is the generator
     assert not any(s.verdicts["ok"] == "fail" for s in search.steps)
 
 

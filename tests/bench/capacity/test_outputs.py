@@ -1,0 +1,82 @@
+"""capacity.json (contract keys, committed JSON Schema), capacity.md, a self-contained capacity.html and plots,
+from searches over model servers (no processes: the end-to-end tests run real Locust)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.capacity.model import CapacityResult, WorkerPoint, capacity_schema, read_json
+from bench.capacity.render import write_outputs
+from bench.capacity.result import assemble, headline, mode_result
+from bench.capacity.search import Search, run_search
+from tests.bench.capacity.test_search import model_server
+
+SCHEMA_FILE = Path(__file__).resolve().parents[3] / "bench" / "capacity" / "capacity.schema.json"
+
+
+@pytest.fixture(scope="module")
+def result() -> CapacityResult:
+    res = CapacityResult(id="synthetic", created_ts=0.0, meta={"cpu_count": 2})
+    sync = run_search(Search(5.0, 5000.0, factor=4), model_server(1, 31))
+    offload = run_search(Search(5.0, 5000.0, factor=4, targets=("fast", "ok", "jobs")),
+                         model_server(1900, 1950, gen_cap=3000, job_cap=30))  # fmt: skip
+    res.modes = {"sync": mode_result("sync", "p95", sync, False),
+                 "offload": mode_result("offload", "p95", offload, True)}  # fmt: skip
+    workers = {1: WorkerPoint(max_job_rate=30.0, offered_rate=100.0, machine_cpu_percent=60.0),
+               2: WorkerPoint(max_job_rate=50.0, offered_rate=200.0, machine_cpu_percent=97.0)}  # fmt: skip
+    res = assemble(res, workers, cores=2, need_rates=[31.0, 100.0])
+    res.headline = headline(res, 100.0, 1000.0)
+    return res
+
+
+def test_contract_keys_and_capacities(result: CapacityResult, tmp_path: Path):
+    paths = write_outputs(result, tmp_path, 100.0, 1000.0)
+    data = json.loads(paths["json"].read_text())
+    sync, offload = data["modes"]["sync"], data["modes"]["offload"]
+    assert sync["max_rate"]["fast"] is None  # not sustainable at 100 ms anywhere in the range
+    assert 31 / 1.1 <= sync["max_rate"]["ok"] <= 31
+    assert 1900 / 1.1 <= offload["max_rate"]["fast"] <= 1900
+    assert 30 / 1.1 <= offload["jobs"]["max_rate"] <= 31
+    for step in sync["steps"] + offload["steps"]:
+        assert {"rate", "achieved_rate", "p50", "p95", "p99", "error_rate", "generator_limited", "sustainable",
+                "reason"} <= step.keys()  # fmt: skip
+    assert data["workers"]["1"]["max_job_rate"] == 30.0
+    assert data["usl"]["sigma"] == pytest.approx(0.2, abs=0.01) and data["usl"]["kappa"] == 0.0
+    assert {"valid", "notes"} <= data["validity"].keys()
+    assert read_json(paths["json"]) == result
+
+
+def test_committed_schema_matches_the_model_and_validates_the_output(result: CapacityResult, tmp_path: Path):
+    assert json.loads(SCHEMA_FILE.read_text()) == capacity_schema(), (
+        "regenerate: python -m bench.capacity.model"
+    )
+    paths = write_outputs(result, tmp_path, 100.0, 1000.0)
+    jsonschema.validate(json.loads(paths["json"].read_text()), json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_headline_says_where_each_mode_breaks_and_how_many_workers(result: CapacityResult):
+    text = " ".join(result.headline)
+    assert re.search(r"sync holds 1,000 ms \(p95\) up to \d+ req/s", text)
+    assert re.search(r"offload's API holds 100 ms \(p95\) up to 1,\d{3} req/s", text)
+    assert "one worker completes 30 jobs/s: at 100 req/s you need" in text
+
+
+def test_cores_are_named_as_the_limit_when_the_machine_was_busy(result: CapacityResult):
+    assert any("cores, not the worker" in n and n.startswith("2 worker") for n in result.validity.info)
+
+
+def test_html_is_self_contained_and_plots_are_drawn(result: CapacityResult, tmp_path: Path):
+    paths = write_outputs(result, tmp_path, 100.0, 1000.0)
+    for name in ("latency", "throughput", "backlog", "usl"):
+        assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = paths["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert "offload&#39;s API holds 100 ms" in page
+    md = paths["md"].read_text()
+    assert "![latency](plots/latency_vs_rate.png)" in md and "| sync |" in md
