@@ -1,4 +1,8 @@
-"""The system under test as processes: Redis (embedded or external), the API under uvicorn, N arq workers."""
+"""The system under test as processes: Redis (embedded or external), a target's API and N workers.
+
+A target's commands run through the shell with the current PATH, cwd = the target file's folder, each in its
+own process group (signals reach the command, not only the shell), output in log_dir. `url` starts nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,23 @@ from typing import Any
 
 import redis
 
-from bench.launch.procs import ManagedProcess, python_module
+from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
-from service import keys
+from bench.launch.shell import ShellProcess, http_status, shell_argv, start_values
 from service.settings import WorkProfile
+from targets import Target, load_target
+from targets import placeholders as ph
+
+READY_TIMEOUT_S = 30.0
+LOG_LINES_SHOWN = 5
 
 
 class StackError(Exception):
     """The stack could not start or stopped unexpectedly; one line for people."""
+
+
+class TargetStartError(StackError):
+    """The target's processes could not start (command not found, never ready): a usage error, exit 2."""
 
 
 def check_redis(url: str, timeout_s: float = 2.0) -> None:
@@ -56,12 +69,17 @@ def work_env(work: WorkProfile) -> dict[str, str]:
 
 
 class Stack:
-    """Start and stop Redis, the API and the workers; wait on every child; stop in a safe order."""
+    """Start and stop a target's Redis, API and workers; wait on every child; stop in a safe order.
+
+    Without a target it runs the built-in one (the sample service): one path for every service.
+    """
 
     def __init__(
         self,
         log_dir: Path,
         *,
+        target: Target | None = None,
+        target_dir: Path | None = None,
         workers: int = 1,
         work: WorkProfile | None = None,
         redis_url: str | None = None,
@@ -69,8 +87,13 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         redis_dir: Path | None = None,
     ) -> None:
+        if target is None:
+            target, file = load_target(None)
+            target_dir = file.parent
+        self.target = target
+        self.target_dir = target_dir or Path.cwd()
         self.log_dir = log_dir
-        self.n_workers = workers
+        self.n_workers = workers if target.service.worker else 0
         self.work = work or WorkProfile()
         self.external_redis_url = redis_url
         self.api_port = api_port
@@ -80,10 +103,11 @@ class Stack:
         self.api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
         self._worker_seq = 0
+        self._url: str | None = None
 
     @property
     def redis_url(self) -> str:
-        """The Redis every part of the stack uses."""
+        """The Redis the target's processes and the tracker use."""
         if self.external_redis_url:
             return self.external_redis_url
         if self.redis is None:
@@ -92,27 +116,36 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        """Base URL of the API."""
-        return f"http://127.0.0.1:{self.api_port}"
+        """Base URL of the API (the target's url, or the API this stack started)."""
+        if self._url is None:
+            raise StackError("the stack is not started")
+        return self._url
+
+    def values(self) -> dict[str, str]:
+        """The start-time placeholder values."""
+        return start_values(self.api_port, self.redis_url)
 
     def env(self) -> dict[str, str]:
-        """Environment of the API and worker processes."""
+        """Environment of the API and workers: ours, the work profile, the caller's additions, the target's env."""
         env = dict(os.environ)
-        env.update(work_env(self.work))
-        env.update(
-            {
-                "OFFLOAD_REDIS_URL": self.redis_url,
-                "OFFLOAD_API_HOST": "127.0.0.1",
-                "OFFLOAD_API_PORT": str(self.api_port),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
         env.pop("REDIS_URL", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(work_env(self.work))  # the sample service's work profile; other services ignore OFFLOAD_*
         env.update(self.extra_env)
+        values = self.values()
+        env.update({k: ph.expand(v, values) for k, v in self.target.service.env.items()})
         return env
 
-    def start(self, step: Callable[[str], None] = lambda _msg: None, timeout_s: float = 30.0) -> None:
-        """Start Redis, the API and the workers, and wait until the API is healthy and workers beat."""
+    def _shell(self, name: str, command: str) -> ShellProcess:
+        cmd = ph.expand(command, self.values())
+        proc = ShellProcess(name, shell_argv(cmd), self.env(), self.log_dir / f"{name}.log", self.target_dir)
+        proc.start()
+        return proc
+
+    def start(
+        self, step: Callable[[str], None] = lambda _msg: None, timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
+        """Start Redis, the API and the workers; wait until the ready path answers 2xx and workers are up."""
         if self.api_port and port_in_use(self.api_port):
             raise StackError(f"port {self.api_port} is already in use (pick another with --port)")
         if self.external_redis_url:
@@ -121,10 +154,17 @@ class Stack:
         else:
             step("starting embedded Redis")
             self.redis = EmbeddedRedis(self.redis_dir).start()
+        service = self.target.service
+        if service.url:
+            self._url = ph.expand(service.url, self.values()).rstrip("/")
+            step(f"checking {self._url}")
+            self.wait_ready(min(timeout_s, 10.0))
+            return
         self.api_port = self.api_port or free_port()
-        step("starting API")
-        self.api = ManagedProcess("api", python_module("service.api"), self.env(), self.log_dir / "api.log")
-        self.api.start()
+        self._url = f"http://127.0.0.1:{self.api_port}"
+        step("starting the API")
+        assert service.api is not None
+        self.api = self._shell("api", service.api)
         for _ in range(self.n_workers):
             self.start_worker()
         step("waiting for the API and workers")
@@ -132,37 +172,56 @@ class Stack:
 
     def start_worker(self) -> ManagedProcess:
         """Start one more worker process."""
+        if not self.target.service.worker:
+            raise StackError("the target has no worker command")
         self._worker_seq += 1
-        name = f"worker-{self._worker_seq}"
-        proc = ManagedProcess(name, python_module("service.worker"), self.env(), self.log_dir / f"{name}.log")
-        self.workers.append(proc.start())
+        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker)
+        self.workers.append(proc)
         return proc
 
-    def live_worker_beats(self) -> int:
-        """How many worker heartbeat keys are present in Redis."""
+    def _workers_up(self) -> bool:
+        """Workers show they run: our service's heartbeats, or arq's health-check key (written at start)."""
+        live = sum(w.alive() for w in self.workers)
+        if live == 0 or self.target.jobs.tracker not in ("records", "arq"):
+            return True
         client = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
         try:
-            return sum(1 for _ in client.scan_iter(match=keys.WORKER_HEARTBEAT_PREFIX + "*", count=100))
+            if self.target.jobs.tracker == "arq":
+                return bool(client.exists(self.target.jobs.queue + ":health-check"))
+            from service import keys  # the built-in target's workers beat under our prefix
+
+            return (
+                sum(1 for _ in client.scan_iter(match=keys.WORKER_HEARTBEAT_PREFIX + "*", count=100)) >= live
+            )
         except redis.RedisError:
-            return 0
+            return False
         finally:
             client.close()
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Wait until /healthz answers 200 and every worker has a heartbeat; StackError on death or timeout."""
+        """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""
+        url = self.api_url + self.target.service.ready
         deadline = time.monotonic() + timeout_s
         while True:
             for proc in [self.api, *self.workers]:
                 if proc is not None and not proc.alive():
-                    raise StackError(
-                        f"{proc.name} exited at start (code {proc.returncode}): {proc.log_tail()}"
+                    raise TargetStartError(
+                        f"{proc.name} exited at start (code {proc.returncode}): "
+                        f"{proc.log_tail(LOG_LINES_SHOWN) or 'no output'} (log: {proc.log_path})"
                     )
-            status, _ = http_get_json(self.api_url + "/healthz")
-            if status == 200 and self.live_worker_beats() >= sum(w.alive() for w in self.workers):
+            status = http_status(url)
+            if 200 <= status < 300 and self._workers_up():
                 return
             if time.monotonic() > deadline:
-                raise StackError(
-                    f"the stack was not ready within {timeout_s:.0f} s (see logs in {self.log_dir})"
+                what = (
+                    f"GET {url} answered {status or 'nothing'}"
+                    if not 200 <= status < 300
+                    else "workers not up"
+                )
+                tail = self.api.log_tail(LOG_LINES_SHOWN) if self.api is not None else ""
+                raise TargetStartError(
+                    f"the target was not ready within {timeout_s:.0f} s ({what})"
+                    + (f": {tail}" if tail else "")
                 )
             time.sleep(0.1)
 

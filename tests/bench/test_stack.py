@@ -1,4 +1,4 @@
-"""A target's processes: shell commands in their own groups, bounded readiness, `url` starts nothing."""
+"""The stack runs a target's processes: shell commands in their own groups, bounded readiness, `url` starts nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from bench.launch.redis_server import free_port
-from bench.launch.target_stack import TargetStack, TargetStartError
+from bench.launch.stack import Stack, TargetStartError
 from targets import load_target, parse_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def _same_user(proc: psutil.Process) -> bool:
 
 def test_command_not_found_is_a_start_error_with_the_log(tmp_path: Path, redis_url: str) -> None:
     target = parse_target('[service]\napi = "no-such-cmd-xyz --port {port}"' + MODES, "t.toml")
-    stack = TargetStack(target, tmp_path, tmp_path / "logs", redis_url=redis_url)
+    stack = Stack(target=target, target_dir=tmp_path, log_dir=tmp_path / "logs", redis_url=redis_url)
     with pytest.raises(
         TargetStartError, match=r"api exited at start \(code 127\): .*no-such-cmd-xyz.*not found"
     ):
@@ -50,9 +50,8 @@ def test_command_not_found_is_a_start_error_with_the_log(tmp_path: Path, redis_u
 def test_never_ready_is_bounded_and_everything_is_stopped(tmp_path: Path, redis_url: str) -> None:
     text = f'[service]\napi = "{sys.executable} -m http.server --bind 127.0.0.1 {{port}}"\nready = "/nope"'
     text += f"\nworker = \"{sys.executable} -c 'import time; time.sleep(60)'\"" + MODES
-    stack = TargetStack(
-        parse_target(text, "t.toml"), tmp_path, tmp_path / "logs", workers=2, redis_url=redis_url
-    )
+    target = parse_target(text, "t.toml")
+    stack = Stack(tmp_path / "logs", target=target, target_dir=tmp_path, workers=2, redis_url=redis_url)
     started = time.monotonic()
     with pytest.raises(
         TargetStartError, match=r"not ready within 2 s \(GET .*/nope answered 404\).*GET /nope"
@@ -74,7 +73,9 @@ def test_url_starts_nothing(tmp_path: Path, redis_url: str) -> None:
     )
     try:
         target = parse_target(f'url = "http://127.0.0.1:{port}"' + MODES, "t.toml")
-        stack = TargetStack(target, tmp_path, tmp_path / "logs", workers=3, redis_url=redis_url)
+        stack = Stack(
+            target=target, target_dir=tmp_path, log_dir=tmp_path / "logs", workers=3, redis_url=redis_url
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -96,7 +97,9 @@ def test_example_workers_are_process_groups_and_sigkill_reaches_them(
 ) -> None:
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     target, path = load_target(EXAMPLE)
-    stack = TargetStack(target, path.parent, tmp_path / "logs", workers=2, redis_url=redis_url)
+    stack = Stack(
+        target=target, target_dir=path.parent, log_dir=tmp_path / "logs", workers=2, redis_url=redis_url
+    )
     try:
         stack.start()
         assert len(stack.workers) == 2 and stack.api is not None
