@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import argparse
 import os
+import typing
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loadtests._arrivals import ARRIVALS
+from pydantic import ValidationError
+
 from loadtests._payload import parse_mix
-from loadtests._stages import STAGES
+from runfolder import load
+from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS, LoadSettings
 from runfolder.schema import MODES
 
 EXPECTED_STATUS: Final = {"noop": 201, "sync": 201, "offload": 202}
 
 
+def _locust_default(name: str) -> Any:
+    """This argument's default: the one declaration's, or Locust's standalone one where it must differ."""
+    return LOCUST_STANDALONE_DEFAULTS.get(name, load.default(name))
+
+
+def _choices(name: str) -> tuple[str, ...] | None:
+    """The allowed values of a Literal setting (plus the standalone "none" value when it has one)."""
+    annotation = LoadSettings.model_fields[name].annotation
+    if typing.get_origin(annotation) is not typing.Literal:
+        return None
+    extra = (LOCUST_STANDALONE_DEFAULTS[name],) if name in LOCUST_STANDALONE_DEFAULTS else ()
+    return (*extra, *typing.get_args(annotation))
+
+
 def add_arguments(parser: Any) -> None:
-    """Register the offload-bench arguments on Locust's parser (init_command_line_parser listener)."""
+    """Register the offload-bench arguments on Locust's parser (init_command_line_parser listener).
+
+    The load settings come from runfolder/load.py (name, type, default, help); the rest are Locust-side only.
+    """
     # on the parser itself, not a group: only LocustArgumentParser.add_argument knows include_in_web_ui
     group = parser
     group.add_argument(
@@ -26,50 +46,16 @@ def add_arguments(parser: Any) -> None:
         env_var="LOCUST_MODE",
         help="endpoint family: noop | sync | offload (POST /<mode>/sources)",
     )
-    group.add_argument(
-        "--arrival-rate",
-        type=float,
-        default=0.0,
-        env_var="LOCUST_ARRIVAL_RATE",
-        help="open model: total requests/s over all load processes (0 = closed model: -u/-r)",
-    )
-    group.add_argument(
-        "--arrival",
-        choices=ARRIVALS,
-        default="poisson",
-        env_var="LOCUST_ARRIVAL",
-        help="open model arrivals: constant or poisson (seeded)",
-    )
-    group.add_argument(
-        "--seed", type=int, default=42, env_var="LOCUST_SEED", help="seed of arrivals and payloads"
-    )
-    group.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=1000,
-        env_var="LOCUST_MAX_IN_FLIGHT",
-        help="open model: cap on requests in flight (over all processes); arrivals beyond it drop",
-    )
-    group.add_argument(
-        "--late-threshold-ms",
-        type=float,
-        default=20.0,
-        env_var="LOCUST_LATE_THRESHOLD_MS",
-        help="open model: an arrival sent later than this after its schedule counts as late",
-    )
-    group.add_argument(
-        "--shape",
-        choices=("", *STAGES),
-        default="",
-        env_var="LOCUST_SHAPE",
-        help="load shape over --run-time scaled to --users: constant | step | ramp | spike",
-    )
-    group.add_argument(
-        "--payload-mix",
-        default="small",
-        env_var="LOCUST_PAYLOAD_MIX",
-        help="weighted request bodies, e.g. small=8,medium=2 (kinds: small, medium, large)",
-    )
+    for name in LOCUST_ARGUMENTS:
+        kind = LoadSettings.model_fields[name].annotation
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind if kind in (int, float) else str,
+            choices=_choices(name),
+            default=_locust_default(name),
+            env_var="LOCUST_" + name.upper(),
+            help=load.description(name),
+        )
     group.add_argument(
         "--run-dir",
         default="",
@@ -81,13 +67,6 @@ def add_arguments(parser: Any) -> None:
         default=os.environ.get("REDIS_URL", os.environ.get("OFFLOAD_REDIS_URL", "")),
         env_var="LOCUST_REDIS_URL",
         help="offload: Redis of the service, for queue depth and job records (default $REDIS_URL)",
-    )
-    group.add_argument(
-        "--drain-timeout-s",
-        type=float,
-        default=30.0,
-        env_var="LOCUST_DRAIN_TIMEOUT_S",
-        help="offload: at the end, wait up to this long for the job backlog to drain",
     )
     group.add_argument(
         "--capture",
@@ -131,27 +110,35 @@ class LoadOptions:
 
 
 def load_options(parsed: Any) -> LoadOptions:
-    """Validate Locust's parsed options into LoadOptions; ValueError with a one-line message when bad."""
+    """Validate Locust's parsed options into LoadOptions; ValueError with a one-line message when bad.
+
+    The bounds are the declaration's (runfolder/load.py): the same checks as `offload-bench run`'s.
+    """
     if parsed.mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {parsed.mode!r}")
-    if parsed.arrival_rate < 0:
-        raise ValueError(f"--arrival-rate must be >= 0, got {parsed.arrival_rate}")
-    if parsed.max_in_flight < 1:
-        raise ValueError(f"--max-in-flight must be >= 1, got {parsed.max_in_flight}")
-    if parsed.drain_timeout_s < 0:
-        raise ValueError(f"--drain-timeout-s must be >= 0, got {parsed.drain_timeout_s}")
+    given = {name: getattr(parsed, name) for name in LOCUST_ARGUMENTS}
+    shape = given["shape"] or ""
+    if shape == LOCUST_STANDALONE_DEFAULTS["shape"]:
+        given["shape"] = load.default("shape")  # validated as the declaration's; "" stays "no shape"
+    try:
+        settings = LoadSettings.model_validate(given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"{flag}: {msg}, got {err.get('input')!r}") from None
     return LoadOptions(
         mode=parsed.mode,
-        arrival_rate=float(parsed.arrival_rate),
-        arrival=parsed.arrival,
-        seed=int(parsed.seed),
-        max_in_flight=int(parsed.max_in_flight),
-        late_threshold_ms=float(parsed.late_threshold_ms),
-        shape=parsed.shape or "",
-        payload_mix=parse_mix(parsed.payload_mix),
+        arrival_rate=settings.arrival_rate,
+        arrival=settings.arrival,
+        seed=settings.seed,
+        max_in_flight=settings.max_in_flight,
+        late_threshold_ms=settings.late_threshold_ms,
+        shape=shape,
+        payload_mix=parse_mix(settings.payload_mix),
         run_dir=parsed.run_dir or "",
         redis_url=parsed.redis_url or "",
-        drain_timeout_s=float(parsed.drain_timeout_s),
+        drain_timeout_s=settings.drain_timeout_s,
         capture=parsed.capture != "off",
         streams=max(1, int(parsed.ob_streams or 0)),
     )

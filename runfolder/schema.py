@@ -15,7 +15,8 @@ Timestamps are Unix epoch seconds (float) unless the name says ``_ms``; latencie
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Final, NamedTuple, get_type_hints
 
 RUN_SCHEMA_VERSION: Final = 1
@@ -69,6 +70,17 @@ class SampleRow(NamedTuple):
 
 
 SAMPLE_COLUMNS: Final = SampleRow._fields
+
+
+@functools.cache
+def _sample_types() -> tuple[tuple[str, type], ...]:
+    hints = get_type_hints(SampleRow, include_extras=True)
+    return tuple((name, hints[name].__origin__) for name in SAMPLE_COLUMNS)
+
+
+def sample_from_csv(record: Mapping[str, str]) -> SampleRow:
+    """One sample from a CSV record (header -> text), each value as the row's type; ValueError/KeyError if bad."""
+    return SampleRow(**{name: kind(record[name]) for name, kind in _sample_types()})
 
 
 def sample_dtypes(columns: Iterable[str] = SAMPLE_COLUMNS) -> dict[str, str]:

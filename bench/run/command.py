@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -18,7 +19,9 @@ from bench.launch.stack import Stack, StackError, check_redis, http_get_json
 from bench.run.config import ConfigError, RunConfig, load_config
 from bench.run.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
 from bench.run.loadrun import LoadError, run_mode
+from bench.run.options import overrides, run_parameters
 from bench.run.results import print_results
+from runfolder.load import load_section
 from runfolder.rundir import create_run_dir, update_run_json
 from runfolder.schema import FAULTS_FILE
 
@@ -71,12 +74,7 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
     update_run_json(
         run_dir,
         {
-            "load": {
-                "model": cfg.model, "users": cfg.users, "spawn_rate": cfg.spawn_rate,
-                "arrival_rate": cfg.arrival_rate, "arrival": cfg.arrival, "shape": cfg.shape,
-                "duration_s": cfg.duration_s, "warmup_s": cfg.warmup_s, "processes": cfg.processes,
-                "max_in_flight": cfg.max_in_flight, "seed": cfg.seed,
-            },
+            "load": load_section(cfg),
             "work_profile": cfg.work.model_dump(),
             "workers": cfg.workers if cfg.host is None else None,
             "redis": "external" if cfg.redis_url else ("unknown" if cfg.host else "embedded"),
@@ -114,8 +112,8 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
         finally:
             if faults:
                 records = injector.join()
+                # stored once, in faults.json (analysis reads run.json "faults" only from older folders)
                 (run_dir / FAULTS_FILE).write_text(json.dumps(records, indent=2) + "\n")
-                update_run_json(run_dir, {"faults": records})
             if stack is not None:
                 task = progress.add_task("stopping the stack", total=None)
                 stack.stop()
@@ -139,62 +137,11 @@ RUN_CONTEXT = {"allow_extra_args": True}
 RUN_EPILOG = "Extra Locust arguments go after `--`, e.g. `offload-bench run -- --stop-timeout 5`."
 
 
-def run_command(
-    ctx: typer.Context,
-    modes: str = typer.Option(None, help="comma-separated modes: noop,sync,offload"),
-    users: int = typer.Option(None, help="closed model: concurrent users"),
-    spawn_rate: float = typer.Option(None, help="closed model: users started per second"),
-    arrival_rate: float = typer.Option(None, help="open model: requests/s (0 = closed model)"),
-    arrival: str = typer.Option(None, help="open model arrivals: constant or poisson"),
-    shape: str = typer.Option(None, help="load shape: constant, step, ramp, spike"),
-    duration: str = typer.Option(None, help="load time per mode, e.g. 30s, 2m"),
-    warmup: str = typer.Option(None, help="excluded from the numbers, e.g. 5s"),
-    drain_timeout: str = typer.Option(None, help="how long to wait for the offload backlog, e.g. 60s"),
-    max_in_flight: int = typer.Option(
-        None, help="open model: cap on requests in flight (all load processes)"
-    ),
-    seed: int = typer.Option(None, help="seed of arrivals and payloads"),
-    workers: int = typer.Option(None, help="arq worker processes"),
-    processes: int = typer.Option(None, help="Locust load processes"),
-    pages: int = typer.Option(None, help="work profile: pages per backfill"),
-    io_ms: float = typer.Option(None, help="work profile: mean I/O wait per page"),
-    cpu_ms: float = typer.Option(None, help="work profile: CPU per page"),
-    transient_rate: float = typer.Option(None, help="work profile: transient failure rate"),
-    poison_rate: float = typer.Option(None, help="work profile: poison rate"),
-    redis_url: str = typer.Option(None, help="an external Redis (default: a private embedded one)"),
-    host: str = typer.Option(None, help="an API already running at this URL: start nothing of the service"),
-    port: int = typer.Option(None, help="API port (default: a free one)"),
-    out: Path = typer.Option(None, help="where run folders go (default reports/runs)"),
-    repeat: int = typer.Option(None, help="run the whole comparison N times (for the gate)"),
-    fault: list[str] = typer.Option(None, help="inject a fault in the offload phase (repeatable)"),
-    config: Path = typer.Option(
-        None, help="TOML file with any of these options (default ./offload-bench.toml)"
-    ),
-) -> None:
+def run_command(ctx: typer.Context, **options: Any) -> None:
     """Run the sync-vs-offload comparison and write the report to reports/runs/<run-id>/."""
-    work = {
-        k: v
-        for k, v in {
-            "pages": pages,
-            "io_ms": io_ms,
-            "cpu_ms": cpu_ms,
-            "transient_rate": transient_rate,
-            "poison_rate": poison_rate,
-        }.items()
-        if v is not None
-    }
-    overrides: dict[str, Any] = {
-        "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes is not None else None,
-        "users": users, "spawn_rate": spawn_rate, "arrival_rate": arrival_rate, "arrival": arrival, "shape": shape,
-        "duration_s": duration, "warmup_s": warmup,
-        "drain_timeout_s": drain_timeout,
-        "max_in_flight": max_in_flight,
-        "seed": seed, "workers": workers, "processes": processes, "redis_url": redis_url,
-        "host": host, "port": port, "out": out, "repeat": repeat, "faults": fault or None,
-        "locust_args": list(ctx.args) or None, "work": work,
-    }  # fmt: skip
+    config, given = overrides(options, list(ctx.args))
     try:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, given)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     faults = _parse_faults(cfg)
@@ -211,3 +158,12 @@ def run_command(
         if code == 130:
             break
     raise typer.Exit(max(codes))
+
+
+# The options are derived from RunConfig (one declaration per setting: runfolder/load.py, bench/run/config.py).
+run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *run_parameters(),
+    ]
+)

@@ -7,8 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runfolder.load import LoadSettings
 from service.settings import WorkProfile
 
 DEFAULT_CONFIG_FILE = Path("offload-bench.toml")
@@ -36,37 +37,28 @@ def parse_duration_s(value: str | float | int) -> float:
     return seconds
 
 
-class RunConfig(BaseModel):
-    """Everything `offload-bench run` needs; every field can come from the config file or an option."""
+class RunConfig(LoadSettings):
+    """Everything `offload-bench run` needs: the load settings (declared once, in runfolder/load.py) plus what
+    the stack and the run need. Every field can come from the config file or a CLI option (bench/run/options.py).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    modes: list[Mode] = Field(default_factory=lambda: list(ALL_MODES))
-    users: int = Field(50, ge=1, le=100_000, description="closed model: concurrent users")
-    spawn_rate: float = Field(50.0, gt=0, description="closed model: users started per second")
-    arrival_rate: float = Field(
-        20.0, ge=0, le=1_000_000, description="open model: requests/s (0 = closed model)"
+    modes: list[Mode] = Field(
+        default_factory=lambda: list(ALL_MODES), description="comma-separated modes: noop,sync,offload"
     )
-    arrival: Literal["constant", "poisson"] = "poisson"
-    max_in_flight: int = Field(
-        1000, ge=1, description="open model: cap on requests in flight (all load processes)"
-    )
-    shape: Literal["constant", "step", "ramp", "spike"] = "constant"
-    duration_s: float = Field(30.0, gt=0, le=86_400)
-    warmup_s: float = Field(5.0, ge=0)
-    drain_timeout_s: float = Field(60.0, ge=0, description="how long to wait for the offload backlog")
     workers: int = Field(1, ge=0, le=64, description="arq worker processes")
-    processes: int = Field(1, ge=1, le=64, description="Locust load processes")
-    seed: int = 42
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="an external Redis (default: a private embedded one)")
     host: str | None = Field(
-        None, description="an API already running elsewhere: start nothing of the service"
+        None, description="an API already running at this URL: start nothing of the service"
     )
-    port: int = Field(0, ge=0, le=65535, description="API port (0 = a free one)")
-    out: Path = Path("reports/runs")
-    repeat: int = Field(1, ge=1, le=50)
-    faults: list[str] = Field(default_factory=list)
-    locust_args: list[str] = Field(default_factory=list)
+    port: int = Field(0, ge=0, le=65535, description="API port (default: a free one)")
+    out: Path = Field(Path("reports/runs"), description="where run folders go")
+    repeat: int = Field(1, ge=1, le=50, description="run the whole comparison N times (for the gate)")
+    faults: list[str] = Field(
+        default_factory=list, description="inject a fault in the offload phase (repeatable)"
+    )
+    locust_args: list[str] = Field(default_factory=list, description="extra Locust arguments (after --)")
     work: WorkProfile = Field(default_factory=WorkProfile)
 
     @field_validator("modes", mode="before")
@@ -97,16 +89,16 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if self.expect_workers and self.processes > 1:
+            raise ValueError(
+                "processes starts local Locust workers; with expect_workers start the workers yourself "
+                "(locust -f loadtests/ --worker --master-host ...)"
+            )
         if self.warmup_s >= self.duration_s:
             raise ValueError(
                 f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s ({self.duration_s:g})"
             )
         return self
-
-    @property
-    def model(self) -> str:
-        """closed or open load model."""
-        return "open" if self.arrival_rate > 0 else "closed"
 
 
 def _one_line(exc: ValidationError) -> str:

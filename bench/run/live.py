@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runfolder.schema import QUEUE_DIR, SAMPLES_DIR
+from runfolder.schema import QUEUE_DIR, SAMPLES_DIR, sample_from_csv
 
 
 class _Tail:
@@ -56,13 +56,13 @@ class LiveSamples:
             tail = self.tails.setdefault(path, _Tail(path))
             for row in tail.new_rows():
                 try:
-                    latency = float(row.get("latency_corrected_ms") or row["latency_ms"])
-                    end_ts = float(row["start_ts"]) + float(row["latency_ms"]) / 1000
+                    sample = sample_from_csv(row)
                 except (KeyError, TypeError, ValueError):
                     continue
                 self.total += 1
-                self.errors += row.get("ok") == "0"
-                self.recent.append((end_ts, latency))
+                self.errors += sample.ok == 0
+                end_ts = sample.start_ts + sample.latency_ms / 1000
+                self.recent.append((end_ts, sample.latency_corrected_ms))
         horizon = time.time() - self.window_s
         while self.recent and self.recent[0][0] < horizon:
             self.recent.popleft()

@@ -14,6 +14,7 @@ import loadtests
 from bench.launch.procs import ManagedProcess
 from bench.run.config import RunConfig
 from bench.run.live import LiveQueue, LiveSamples
+from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS
 
 LOADTESTS_DIR = Path(next(iter(loadtests.__path__))).resolve()
 
@@ -22,8 +23,12 @@ class LoadError(Exception):
     """Locust failed for a mode; one line for people."""
 
 
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: str | None) -> list[str]:
-    """The Locust command line for one mode (our custom arguments are defined in loadtests/)."""
+    """The Locust command line for one mode: our arguments come from the one declaration (runfolder/load.py)."""
     args = [
         sys.executable, "-m", "locust",
         "-f", str(LOADTESTS_DIR),
@@ -34,19 +39,23 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
         "--loglevel", "WARNING",
         "--mode", mode,
         "--run-dir", str(run_dir),
-        "--seed", str(cfg.seed),
-        "--drain-timeout-s", f"{cfg.drain_timeout_s:g}" if mode == "offload" else "0",
     ]  # fmt: skip
+    ours = {name: getattr(cfg, name) for name in LOCUST_ARGUMENTS}
+    ours["drain_timeout_s"] = cfg.drain_timeout_s if mode == "offload" else 0.0
+    if cfg.shape == "constant":
+        ours["shape"] = LOCUST_STANDALONE_DEFAULTS["shape"]  # Locust's "no shape": users/rate as given
+    for name, value in ours.items():
+        if value != "":
+            args += ["--" + name.replace("_", "-"), _text(value)]
     if cfg.arrival_rate <= 0 or cfg.shape != "constant":
         # closed model: users are the load; open model: users are arrival streams, which only a shape needs
         # (without -u Locust runs one stream per load process, each sending at its share of the rate)
         args += ["--users", str(cfg.users), "--spawn-rate", f"{cfg.spawn_rate:g}"]
-    if cfg.arrival_rate > 0:
-        args += ["--arrival-rate", f"{cfg.arrival_rate:g}", "--arrival", cfg.arrival]
-        args += ["--max-in-flight", str(cfg.max_in_flight)]
-    if cfg.shape != "constant":
-        args += ["--shape", cfg.shape]
-    if cfg.processes > 1:
+    if cfg.expect_workers > 0:
+        # distributed: this Locust is the master (it runs no users); workers connect from any host
+        args += ["--master", "--expect-workers", str(cfg.expect_workers)]
+        args += ["--master-bind-host", cfg.master_bind_host, "--master-bind-port", str(cfg.master_port)]
+    elif cfg.processes > 1:
         args += ["--processes", str(cfg.processes)]
     if redis_url:
         args += ["--redis-url", redis_url]

@@ -37,3 +37,33 @@ def test_errors_are_one_line(tmp_path):
     with pytest.raises(RunDirError, match="cannot read") as err:
         read_run_json(tmp_path / "empty")
     assert "\n" not in str(err.value)
+
+
+def test_the_sample_row_is_one_definition_of_order_and_types():
+    from runfolder.schema import SAMPLE_COLUMNS, SampleRow, sample_dtypes, sample_from_csv
+
+    assert SAMPLE_COLUMNS == SampleRow._fields and SAMPLE_COLUMNS[:2] == ("intended_ts", "start_ts")
+    dtypes = sample_dtypes()
+    assert list(dtypes) == list(SAMPLE_COLUMNS)
+    assert dtypes["latency_ms"] == "float64" and dtypes["status"] == "int32" and dtypes["mode"] == "category"
+    assert sample_dtypes(["ok", "job_id"]) == {"ok": "int8", "job_id": "object"}
+    text = [
+        "1.5",
+        "1.5",
+        "3.25",
+        "4",
+        "offload",
+        "POST /offload/sources",
+        "202",
+        "1",
+        "",
+        "10",
+        "j1",
+        "s1",
+        "open",
+        "p0",
+    ]
+    row = sample_from_csv(dict(zip(SAMPLE_COLUMNS, text, strict=True)))
+    assert row.latency_corrected_ms == 4.0 and row.status == 202 and row.ok == 1 and row.job_id == "j1"
+    with pytest.raises(ValueError):
+        sample_from_csv(dict(zip(SAMPLE_COLUMNS, ["x", *text[1:]], strict=True)))
