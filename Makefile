@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint typecheck test run bench clean
+.PHONY: install lint typecheck test run bench schema clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ run:
 
 bench:
 	$(BIN)/python benchmarks/run_all.py
+
+# After changing runfolder/summary.py: rewrite the committed JSON Schema (tests/runfolder checks it is current).
+schema:
+	$(BIN)/python -m runfolder.summary > runfolder/summary.schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/runs reports/latest
