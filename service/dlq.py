@@ -32,6 +32,7 @@ RECORD_KEYS: Final = (
     "enqueued_ts",
     "failed_ts",
     "redrives",
+    "payload_b64",  # arq's raw payload when arq could not run the job (parking.py), else None
 )
 TRACEBACK_MAX_CHARS: Final = 8_000  # a record must stay small: tracebacks of deep stacks are cut from the top
 FINISH_WAIT_S: Final = 2.0  # arq clears its in-progress key just after our wrapper parks the job

@@ -1,8 +1,8 @@
 """One-round-trip, arq-compatible enqueue of a backfill job (a registered Lua script).
 
 arq's own `enqueue_job` costs three round trips (WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC). The script below
-does the same dedupe check and writes the same bytes (`arq.jobs.serialize_job`, pickle) with the same expiry,
-so a stock arq worker runs the job unchanged; it also writes our source record, the job's lifecycle record,
+does the same dedupe check and writes the same bytes (`arq.jobs.serialize_job`, pickle) but no expiry, so a
+stock arq worker runs the job unchanged; it also writes our source record, the job's lifecycle record,
 the stats counter and (optionally) the Idempotency-Key mapping, atomically.
 """
 
@@ -16,7 +16,6 @@ from typing import Any, Final, Literal
 
 from arq.constants import (
     default_queue_name,
-    expires_extra_ms,
     job_key_prefix,
     result_key_prefix,
     retry_key_prefix,
@@ -30,8 +29,10 @@ from service.sources import Idempotency
 
 # KEYS: 1 arq:job:<id>  2 arq:result:<id>  3 arq:queue  4 source hash  5 job record  6 stats  7 idem key
 #       8 arq:retry:<id>
-# ARGV: 1 job bytes  2 expiry ms  3 score ms  4 job id  5 record ttl s  6 now (epoch s)  7 source id
-#       8 idem value (JSON)  9 idem ttl s  10 mode ("new" | "redrive")  11.. source field/value pairs
+# ARGV: 1 job bytes  2 (unused; was arq's expiry)  3 score ms  4 job id  5 record ttl s  6 now (epoch s)
+#       7 source id  8 idem value (JSON)  9 idem ttl s  10 mode ("new" | "redrive")  11.. source field/values
+# The payload is written WITHOUT arq's 24 h expiry: a queued or retrying job must never vanish silently (a
+# long outage or long back-offs outlive it); arq deletes the key when the job ends, our DLQ keeps failures.
 _SCRIPT: Final = """
 if KEYS[7] ~= '' then
   local prior = redis.call('GET', KEYS[7])
@@ -42,7 +43,7 @@ if ARGV[10] == 'redrive' then
   -- fresh tries: arq counts tries in arq:retry:<id>
   redis.call('DEL', KEYS[8])
 end
-redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 local ttl = tonumber(ARGV[5])
 if #ARGV > 10 then
@@ -110,13 +111,11 @@ async def _run(
     defer_ms: int,
 ) -> EnqueueResult:
     score_ms = now_ms + defer_ms
-    # same expiry rule as arq's enqueue_job: (score - enqueue time) + expires_extra_ms
-    expiry_ms = score_ms - now_ms + expires_extra_ms
     idem_key = keys.idempotency(idem.key) if idem else ""
     idem_value = idem.value(source_id=source_id, job_id=job_id) if idem else ""
     argv: list[Any] = [
         job_bytes(source_id, now_ms),
-        expiry_ms,
+        "",
         score_ms,
         job_id,
         record_ttl_s,

@@ -25,6 +25,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.constants import job_key_prefix
 from arq.worker import Retry, RetryJob
 from redis.exceptions import RedisError
 
@@ -147,6 +148,9 @@ async def _begin(ctx: dict[str, Any], source_id: str, start_ts: float) -> Attemp
     cfg, redis, job_id, job_try = st.settings, ctx["redis"], ctx["job_id"], int(ctx["job_try"])
     async with redis.pipeline(transaction=False) as pipe:
         lifecycle.add_start(pipe, job_id, source_id, job_try, start_ts, cfg.record_ttl_s, claim_s(cfg))
+        # a payload enqueued with arq's 24 h expiry (arq's enqueue_job, older versions) must not expire while
+        # the job is live (retries, outages): drop the TTL; arq deletes the key when the job ends
+        pipe.persist(job_key_prefix + job_id)
         pipe.hmget(keys.source(source_id), ["user_id", "name"])
         replies = await pipe.execute()
     user_id, name = (v.decode() if isinstance(v, bytes) else v for v in replies[-1])

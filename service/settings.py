@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: time in-flight jobs get to finish")
     poll_delay_s: float = Field(0.05, gt=0, le=5)
     record_ttl_s: int = Field(86_400, ge=60, description="TTL of lifecycle records and source records")
+    allow_evicting_redis: bool = Field(
+        False, description="run even on a Redis whose maxmemory-policy is allkeys-* (queued jobs may vanish)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="worker log level; WARNING drops the per-job started/succeeded lines (throughput)"
     )

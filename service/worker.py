@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from service import keys
 from service.job import backfill_source
 from service.jsonlog import log_config
+from service.parking import EvictionRiskError
 from service.settings import Settings
 from service.worker_runtime import (
     GracefulWorker,
@@ -88,6 +89,9 @@ def main() -> int:
     gc.freeze()
     try:
         worker.run()
+    except EvictionRiskError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     except (RedisError, OSError) as exc:
         log.error("worker stopped: redis unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1

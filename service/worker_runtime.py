@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import keys, lifecycle
+from service.parking import check_eviction, park_unrunnable
 from service.settings import Settings
 
 HEARTBEAT_EVERY_S: Final = 1.0
@@ -95,8 +96,9 @@ async def _heartbeat(redis: Any, worker_id: str) -> None:
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
-    """Start the heartbeat."""
+    """Check that Redis will not evict our queue (EvictionRiskError), start the heartbeat."""
     st: WorkerState = ctx["ob"]
+    await check_eviction(ctx["redis"], st.settings.allow_evicting_redis)
     ctx["heartbeat_task"] = asyncio.create_task(_heartbeat(ctx["redis"], st.worker_id))
     log.info("worker started", extra={"worker_id": st.worker_id, "max_jobs": st.settings.max_jobs})
 
@@ -173,6 +175,12 @@ class GracefulWorker(Worker):
                 tr.delete(*delete_keys)
             writes(tr)
             await tr.execute()
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq ends a job it cannot run (expired, undeserialisable, unknown function): park it in our DLQ."""
+        await park_unrunnable(
+            self.pool, job_id, result_data, self.queue_name, self.state.settings.record_ttl_s
+        )
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -35,7 +35,8 @@ def test_export_records_reads_what_the_worker_writes_and_marks_missing(client):
         lifecycle.add_end(pipe, "a", "s", 0, attempt, "done", 3600, "completed")
         pipe.execute()
     rec, missing = lifecycle.export_records(client, ["a", "zzz"])
-    assert tuple(rec) == JOB_KEYS and tuple(missing) == JOB_KEYS
+    assert tuple(rec) == lifecycle.RECORD_KEYS and tuple(missing) == lifecycle.RECORD_KEYS
+    assert set(JOB_KEYS) <= set(lifecycle.RECORD_KEYS)  # the harness's export maps every contract key
     assert rec["state"] == "done" and rec["source_id"] == "s" and rec["enqueued_ts"] == pytest.approx(now - 2)
     assert rec["attempts"] == [attempt] and rec["done_ts"] == pytest.approx(now) and rec["dead_ts"] is None
     assert rec["executions"] == 1 and rec["redrives"] == 0
@@ -84,7 +85,9 @@ def test_queue_depth_counts_ready_deferred_running_dlq_completed(client):
 def test_queue_depth_matches_a_live_worker(redis_url, client, start_worker):
     worker = start_worker(OFFLOAD_PAGES="1", OFFLOAD_IO_MS="1500", OFFLOAD_IO_SIGMA="0", OFFLOAD_MAX_JOBS="2")
     enqueue(redis_url, ["q1", "q2", "q3"])
-    wait_for(lambda: len(in_progress_keys(client)) == 2, 15, "two jobs running", worker)
+    # claimed (in-progress key) first, then started (RUNNING entry): wait for both
+    running = lambda: len(in_progress_keys(client)) == 2 and client.zcard(lifecycle.RUNNING) == 2  # noqa: E731
+    wait_for(running, 15, "two jobs running", worker)
     depth = lifecycle.queue_depth(client)
     assert depth == {"ready": 1, "deferred": 0, "in_progress": 2, "dlq": 0, "completed": 0}
     [beat] = list(client.scan_iter(match=f"{keys.WORKER_HEARTBEAT_PREFIX}*"))

@@ -305,3 +305,16 @@ def test_job_timeout_is_retried_like_an_unknown_error_then_dead_lettered(redis_u
         assert a["error"].startswith("TimeoutError") and a["end_ts"] - a["start_ts"] < 2.0  # ours, not arq's
     parked = asyncio.run(_show(redis_url, job_id))
     assert parked is not None and parked["error_type"] == "TimeoutError" and parked["attempts"] == 2
+
+
+def asyncio_show_all(redis_url: str) -> list[dict[str, Any]]:
+    """Every DLQ record."""
+
+    async def run() -> list[dict[str, Any]]:
+        c = AsyncRedis.from_url(redis_url)
+        try:
+            return await dlq.list_records(c, limit=1000)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(run())
