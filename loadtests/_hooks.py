@@ -33,6 +33,9 @@ from runfolder.rundir import update_run_json
 
 FLUSH_EVERY_S: Final = 0.5
 _log = logging.getLogger("loadtests")
+# gevent records the spawning greenlet and stack of every greenlet (debugging aid): ~15 us per spawn here,
+# on every request of the open model
+gevent.config.track_greenlet_tree = False
 
 
 class Capture:

@@ -7,6 +7,7 @@ Every request is captured into the run folder (see loadtests/_hooks.py); --shape
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from loadtests._shape import StagesShape
 __all__ = ["ApiUser", "SourcesUser", "StagesShape"]
 
 DETAIL_CHARS = 120
+# what Locust's json= adds; the body is encoded by us so the open model can build it ahead of its arrival
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 def check_response(resp: Any, mode: str) -> None:
@@ -85,11 +88,16 @@ class ApiUser(FastHttpUser):
             self.opts.payload_mix, self._seed, prefix=f"lt{proc_index}-{stream_index}"
         )
 
-    def send(self, intended_ts: float | None) -> None:
+    def body(self) -> str:
+        """The next request body, JSON-encoded (the open model builds it before the arrival is due)."""
+        return json.dumps(self._payloads.make())
+
+    def send(self, intended_ts: float | None, body: str | None = None) -> None:
         """POST one source; intended_ts is the open model's scheduled start (None: closed model)."""
         with self.client.post(
             self._path,
-            json=self._payloads.make(),
+            data=self.body() if body is None else body,
+            headers=JSON_HEADERS,
             name=self._name,
             catch_response=True,
             context={"intended_ts": intended_ts},
@@ -113,6 +121,7 @@ class ApiUser(FastHttpUser):
             stats,
             stopping=lambda: self._state == LOCUST_STATE_STOPPING,
             stop_timeout_s=float(self.environment.stop_timeout or 0),
+            prepare=self.body,
         )
 
 
