@@ -16,7 +16,7 @@ from typing import IO, Any, Final
 import gevent
 import redis
 
-from runfolder.schema import JOBS_DIR, QUEUE_COLUMNS, QUEUE_DIR
+from runfolder.schema import JOB_KEYS, JOBS_DIR, QUEUE_COLUMNS, QUEUE_DIR
 
 SAMPLE_EVERY_S: Final = 1.0
 _log = logging.getLogger("loadtests")
@@ -118,7 +118,9 @@ class JobSide:
         with path.open("w") as fh:
             try:
                 for record in export_records(self.client, job_ids):
-                    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    # the service's own record -> the run-folder contract (service/ knows nothing of it)
+                    row = {k: record.get(k) for k in JOB_KEYS}
+                    fh.write(json.dumps(row, separators=(",", ":")) + "\n")
                     n += 1
             except (redis.RedisError, OSError) as exc:
                 _log.warning("job export stopped after %d records: %s", n, exc)
