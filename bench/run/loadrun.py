@@ -19,6 +19,10 @@ from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS
 LOADTESTS_DIR = Path(next(iter(loadtests.__path__))).resolve()
 
 
+# Distributed load: how long the master waits for its workers to connect before Locust gives up.
+WORKERS_WAIT_S = 60.0
+
+
 class LoadError(Exception):
     """Locust failed for a mode; one line for people."""
 
@@ -54,6 +58,7 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
     if cfg.expect_workers > 0:
         # distributed: this Locust is the master (it runs no users); workers connect from any host
         args += ["--master", "--expect-workers", str(cfg.expect_workers)]
+        args += ["--expect-workers-max-wait", f"{WORKERS_WAIT_S:g}"]
         args += ["--master-bind-host", cfg.master_bind_host, "--master-bind-port", str(cfg.master_port)]
     elif cfg.processes > 1:
         args += ["--processes", str(cfg.processes)]
@@ -83,6 +88,7 @@ def run_mode(
     queue = LiveQueue(run_dir, mode)
     task: TaskID = progress.add_task(f"{mode:>7}: starting", total=cfg.duration_s)
     deadline_s = cfg.duration_s + (cfg.drain_timeout_s if mode == "offload" else 0) + 60
+    deadline_s += WORKERS_WAIT_S if cfg.expect_workers else 0.0
     start = time.monotonic()
     proc.start()
     try:

@@ -72,7 +72,8 @@ def test_expect_workers_makes_locust_a_master(tmp_path: Path) -> None:
     cfg = load_config(None, {"expect_workers": 3, "master_bind_host": "0.0.0.0", "master_port": 5600})
     args = locust_args(cfg, "noop", "http://127.0.0.1:1", tmp_path, None)
     joined = " ".join(args)
-    assert "--master --expect-workers 3 --master-bind-host 0.0.0.0 --master-bind-port 5600" in joined
+    assert "--master --expect-workers 3 --expect-workers-max-wait 60" in joined
+    assert "--master-bind-host 0.0.0.0 --master-bind-port 5600" in joined
     assert load_section(cfg)["expect_workers"] == 3
     with pytest.raises(ConfigError, match="with expect_workers start the workers yourself"):
         load_config(None, {"expect_workers": 2, "processes": 2})
