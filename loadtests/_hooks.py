@@ -1,7 +1,8 @@
-"""Wiring into Locust's events: run folder, raw-sample capture, loadgen files, job side, report.
+"""Wiring into Locust's events: which roles this process plays, and the messages between them.
 
-Roles: a *load process* (local runner or worker) runs users and captures their samples; the *run owner*
-(local runner or master) owns the run folder. Workers ship batches to the master over Locust's message channel.
+Roles: a *load process* (local runner or worker; loadtests/_loadside.py) runs users and captures their samples;
+the *run owner* (local runner or master; loadtests/_owner.py) owns the run folder. Workers ship sample batches
+(CSV text) and their loadgen numbers to the master over Locust's message channel.
 
 Quit ordering (distributed): the master's runner.quit() fires test_stop on the master first, then tells the
 workers to quit and waits 0.5 s for their last messages; each worker's stop() fires test_stop (we send the last
@@ -16,30 +17,27 @@ import gc
 import logging
 import sys
 import time
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests._arrivals import per_stream_cap
-from loadtests._capture import SAMPLES_MESSAGE, Row, SampleBuffer, SampleFiles, job_ids, make_row
-from loadtests._jobside import JobSide, connect
-from loadtests._loadgen import LOADGEN_MESSAGE, LoadgenStats, write_loadgen
+from loadtests._capture import SAMPLES_MESSAGE
+from loadtests._loadgen import LOADGEN_MESSAGE
+from loadtests._loadside import LoadSide
 from loadtests._options import LoadOptions, add_arguments, load_options
-from loadtests._runfolder import build_report, open_run_dir, start_patch
-from runfolder.rundir import update_run_json
+from loadtests._owner import RunOwner
 
-FLUSH_EVERY_S: Final = 0.5
-_log = logging.getLogger("loadtests")
-# gevent records the spawning greenlet and stack of every greenlet (debugging aid): ~15 us per spawn here,
+# gevent records the spawning greenlet and stack of every greenlet (a debugging aid): ~15 us per spawn here,
 # on every request of the open model
 gevent.config.track_greenlet_tree = False
+_log = logging.getLogger("loadtests")
 
 
 class Capture:
-    """Per-process state of one test; created at Locust's init event."""
+    """This process's part in the current test: the load side, the run owner, or both (local run)."""
 
     def __init__(self, environment: Any, runner: Any) -> None:
         self.env = environment
@@ -47,25 +45,20 @@ class Capture:
         self.is_master = isinstance(runner, MasterRunner)
         self.is_worker = isinstance(runner, WorkerRunner)
         self.opts: LoadOptions = load_options(environment.parsed_options)
-        # load process side
-        self.stats: LoadgenStats | None = None
-        self.buffer: SampleBuffer | None = None
-        self._ticker: gevent.Greenlet | None = None
+        self.load: LoadSide | None = None
+        self.owner: RunOwner | None = None
         self._streams_started = 0
-        # run owner side
-        self.run_dir: Path | None = None
-        self.created_run_dir = False
-        self.files: SampleFiles | None = None
-        self.jobside: JobSide | None = None
-        self.start_ts = 0.0
-        self.end_ts: float | None = None
-        self.finished = True
         self.tests = 0
 
     @property
     def proc(self) -> str:
         """This load process's id: the worker index, or 0 for a local run."""
         return str(self.runner.worker_index) if self.is_worker else "0"
+
+    @property
+    def stats(self) -> Any:
+        """The loadgen counters of the current test (None outside one)."""
+        return self.load.stats if self.load is not None else None
 
     def next_stream(self) -> tuple[int, int]:
         """(proc index, stream index in this process) of a new open-model user."""
@@ -76,7 +69,6 @@ class Capture:
         """Requests in flight one arrival stream may have."""
         return per_stream_cap(self.opts.max_in_flight, self.opts.streams)
 
-    # --- test start -------------------------------------------------------------------------------------
     def on_test_start(self, environment: Any, **_: Any) -> None:
         parsed = environment.parsed_options
         if not self.is_worker:
@@ -88,148 +80,64 @@ class Capture:
             )
         self.opts = load_options(parsed)
         if not self.is_worker:
-            self._begin_run()
+            self.tests += 1
+            processes = self.runner.worker_count if self.is_master else 1
+            # only the first test of a process may use --run-dir: a later one (web UI) gets its own folder
+            given = self.opts.run_dir if self.tests == 1 else ""
+            self.owner = RunOwner(self.opts, parsed, given, processes, environment.host)
         if not self.is_master:
-            self._begin_load()
+            self._streams_started = 0
+            self.load = LoadSide(self.opts, self.proc, self._sink() if self.opts.capture else None)
+            environment.events.request.add_listener(self.load.on_request)
 
-    def _begin_run(self) -> None:
-        opts, parsed = self.opts, self.env.parsed_options
-        self.tests += 1
-        # only the first test of a process may use --run-dir: a later one (web UI) gets its own folder
-        self.run_dir, self.created_run_dir = open_run_dir(opts.run_dir if self.tests == 1 else "")
-        self.start_ts, self.end_ts, self.finished = time.time(), None, False
-        processes = self.runner.worker_count if self.is_master else 1
-        update_run_json(
-            self.run_dir, start_patch(self.run_dir, opts, parsed, processes, self.start_ts, self.env.host)
-        )
-        self.files = SampleFiles(self.run_dir)
-        self.jobside = None
-        if opts.mode == "offload":
-            client = connect(opts.redis_url)
-            if client is not None:
-                self.jobside = JobSide(client, self.run_dir, opts.mode)
-        _log.info("run folder: %s (%s model, mode %s)", self.run_dir, opts.model, opts.mode)
+    def _sink(self) -> Any:
+        mode, proc = self.opts.mode, self.proc
+        if self.is_worker:
+            runner = self.runner
 
-    def _begin_load(self) -> None:
-        opts, proc = self.opts, self.proc
-        self.stats = LoadgenStats(proc=proc, model=opts.model, late_threshold_ms=opts.late_threshold_ms)
-        self._streams_started = 0
-        self.buffer = None
-        if opts.capture:
-            if self.is_worker:
-                runner, mode = self.runner, opts.mode
+            def send(text: str, rows: int) -> None:
+                runner.send_message(SAMPLES_MESSAGE, {"mode": mode, "proc": proc, "rows": rows, "csv": text})
 
-                def sink(rows: list[Row]) -> None:
-                    runner.send_message(SAMPLES_MESSAGE, {"mode": mode, "proc": proc, "rows": rows})
-            else:
-                files, mode = self.files, opts.mode
-                assert files is not None
+            return send
+        owner = self.owner
+        assert owner is not None
+        return lambda text, rows: owner.write_samples(mode, proc, text, rows)
 
-                def sink(rows: list[Row]) -> None:
-                    files.write(mode, proc, rows)
-
-            self.buffer = SampleBuffer(sink)
-        self._ticker = gevent.spawn(self._tick)
-
-    def _tick(self) -> None:
-        stats, n = self.stats, 0
-        assert stats is not None
-        while True:
-            gevent.sleep(FLUSH_EVERY_S)
-            if self.buffer is not None:
-                self.buffer.flush()
-            n += 1
-            if n % 2 == 0:
-                stats.sample_cpu()
-                stats.warn_if_behind()
-
-    # --- requests ---------------------------------------------------------------------------------------
-    def on_request(self, **meta: Any) -> None:
-        buffer = self.buffer
-        if buffer is not None:
-            opts = self.opts
-            buffer.add(make_row(meta, opts.mode, opts.model, self.proc))
-
-    # --- test stop --------------------------------------------------------------------------------------
     def on_test_stop(self, environment: Any, **_: Any) -> None:
-        if not self.is_worker:
-            self.end_ts = time.time()
-        if self.is_master or self.stats is None:
+        if self.owner is not None and not self.is_worker:
+            self.owner.end_ts = time.time()
+        load, self.load = self.load, None
+        if load is None:
             return
-        if self._ticker is not None:
-            self._ticker.kill(block=True)
-            self._ticker = None
-        self.stats.sample_cpu()
-        if self.opts.model == "open":
-            st = self.stats
-            _log.info(
-                "open model (proc %s): %d arrivals scheduled, %d sent, %d late, %d dropped",
-                st.proc,
-                st.scheduled,
-                st.sent,
-                st.late,
-                st.dropped,
-            )
-        if self.buffer is not None:
-            self.buffer.flush()
-            self.buffer = None
-        data = self.stats.as_dict()
+        environment.events.request.remove_listener(load.on_request)
+        data = load.stop()
         if self.is_worker:
             self.runner.send_message(LOADGEN_MESSAGE, {"mode": self.opts.mode, "data": data})
-        elif self.run_dir is not None:
-            write_loadgen(self.run_dir, self.opts.mode, data)
-        self.stats = None
+        elif self.owner is not None:
+            self.owner.write_loadgen(self.opts.mode, data)
 
-    # --- master: messages from workers ------------------------------------------------------------------
     def on_samples(self, environment: Any, msg: Any, **_: Any) -> None:
-        if self.files is None:
-            _log.warning("samples from worker %s arrived outside a test: dropped", msg.data.get("proc"))
+        """Master: a worker's sample batch."""
+        data = msg.data
+        if self.owner is None:
+            _log.warning("samples from worker %s arrived outside a test: dropped", data.get("proc"))
             return
-        self.files.write(msg.data["mode"], msg.data["proc"], msg.data["rows"])
+        self.owner.write_samples(data["mode"], data["proc"], data["csv"], data["rows"])
 
     def on_loadgen(self, environment: Any, msg: Any, **_: Any) -> None:
-        if self.run_dir is not None:
-            write_loadgen(self.run_dir, msg.data["mode"], msg.data["data"])
+        """Master: a worker's loadgen numbers at the end of its test."""
+        if self.owner is not None:
+            self.owner.write_loadgen(msg.data["mode"], msg.data["data"])
 
-    # --- the end ----------------------------------------------------------------------------------------
     def finish(self, stop_runner: bool = False) -> None:
-        """Close the run folder of the current test (run owner): drain, export jobs, run.json, report."""
-        if self.finished or self.run_dir is None or self.files is None:
+        """Close the run folder of the current test (run owner)."""
+        owner = self.owner
+        if owner is None or owner.files is None:
             return
-        self.finished = True
         if stop_runner and not self.is_master:
             self.runner.stop()  # Ctrl-C on a local run reaches `quitting` before the runner stops
-        opts, run_dir, files = self.opts, self.run_dir, self.files
-        end_ts = self.end_ts or time.time()
-        patch_mode: dict[str, Any] = {}
-        if self.jobside is not None:
-            jobside, self.jobside = self.jobside, None
-            drain_s = jobside.drain(opts.drain_timeout_s)
-            jobside.stop()
-            exported = jobside.export(job_ids(files.paths(opts.mode)))
-            jobside.close()
-            patch_mode.update(drain_s=drain_s, jobs_exported=exported)
         total = self.env.stats.total
-        samples = files.count(opts.mode)
-        files.close()
-        self.files = None  # a worker batch arriving after this is reported, not written to a closed file
-        patch_mode.update(
-            start_ts=self.start_ts,
-            end_ts=end_ts,
-            host=self.env.host,
-            locust_requests=total.num_requests,
-            locust_failures=total.num_failures,
-            samples=samples,
-        )
-        patch: dict[str, Any] = {"modes": {opts.mode: patch_mode}}
-        if self.created_run_dir:
-            patch["status"] = "complete"
-        update_run_json(run_dir, patch)
-        if opts.capture and samples != total.num_requests:
-            _log.warning("captured %d samples but Locust counted %d requests", samples, total.num_requests)
-        _log.info("run folder complete: %s (%d samples)", run_dir, samples)
-        if self.created_run_dir:
-            build_report(run_dir)
+        owner.finish(total.num_requests, total.num_failures)
 
 
 _CAPTURE: Capture | None = None
@@ -266,7 +174,6 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     gc.freeze()
     environment.events.test_start.add_listener(capture.on_test_start)
     environment.events.test_stop.add_listener(capture.on_test_stop)
-    environment.events.request.add_listener(capture.on_request)
     if capture.is_master:
         runner.register_message(SAMPLES_MESSAGE, capture.on_samples)
         runner.register_message(LOADGEN_MESSAGE, capture.on_loadgen)

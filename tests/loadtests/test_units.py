@@ -126,3 +126,31 @@ def test_a_wrappers_load_description_is_kept(tmp_path: Path) -> None:
     assert "processes" not in patch["load"] and patch["load"]["users"] == 3
     assert patch["load"]["shape"] == "constant" and patch["load"]["model"] == "open"
     assert patch["modes"] == {"offload": {"start_ts": 123.0, "host": "http://h"}}
+
+
+def test_fast_sample_rows_are_exactly_what_csv_writer_writes() -> None:
+    """The capture's f-string rows equal csv.writer's for the same SampleRow, quoting included."""
+    import csv
+    import io
+
+    from loadtests._capture import RowFormatter, make_row
+    from runfolder.schema import SampleRow
+
+    ctx_open = {"intended_ts": 1764694800.0001, "job_id": "j" * 32, "source_id": "s-1"}
+    raws = [
+        (1764694800.000123, 1.23456, ctx_open, "POST /offload/sources", "", 202, 80),
+        (1764694801.5, 0.5, {}, "POST /noop/sources", "", 201, 0),  # closed model: intended = start
+        (1764694802.25, 30000.0, {"intended_ts": 1764694802.0}, "POST /x", 'HTTP 500, "boom"', 500, 12),
+        (1764694803.0, 2.0, {"source_id": 'a,b"c'}, "POST /noop/sources", "", 201, 3),  # needs quoting
+        (1764694804.0, 2.0, {}, "GET /a,b", "", 0, 0),
+    ]
+    fast = RowFormatter("offload", "open", "3").format(raws)
+    buf = io.StringIO()
+    rows = [make_row(raw, "offload", "open", "3") for raw in raws]
+    csv.writer(buf).writerows(rows)
+    assert fast == buf.getvalue()
+    assert all(isinstance(r, SampleRow) for r in rows)
+    assert rows[1].intended_ts == rows[1].start_ts and rows[2].ok == 0 and rows[0].ok == 1
+    assert rows[0].latency_corrected_ms == round((1764694800.000123 - 1764694800.0001) * 1000 + 1.23456, 3)
+    parsed = list(csv.reader(io.StringIO(fast)))
+    assert [row[11] for row in parsed] == ["s-1", "", "", 'a,b"c', ""]
