@@ -18,7 +18,6 @@ from arq.constants import (
     default_queue_name,
     job_key_prefix,
     result_key_prefix,
-    retry_key_prefix,
 )
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
@@ -28,9 +27,8 @@ from service import keys
 from service.sources import Idempotency
 
 # KEYS: 1 arq:job:<id>  2 arq:result:<id>  3 arq:queue  4 source hash  5 job record  6 stats  7 idem key
-#       8 arq:retry:<id>
 # ARGV: 1 job bytes  2 (unused; was arq's expiry)  3 score ms  4 job id  5 record ttl s  6 now (epoch s)
-#       7 source id  8 idem value (JSON)  9 idem ttl s  10 mode ("new" | "redrive")  11.. source field/values
+#       7 source id  8 idem value (JSON)  9 idem ttl s  10 (unused)  11.. source field/values
 # The payload is written WITHOUT arq's 24 h expiry: a queued or retrying job must never vanish silently (a
 # long outage or long back-offs outlive it); arq deletes the key when the job ends, our DLQ keeps failures.
 _SCRIPT: Final = """
@@ -39,10 +37,6 @@ if KEYS[7] ~= '' then
   if prior then return {'idempotent', prior} end
 end
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return {'duplicate', ''} end
-if ARGV[10] == 'redrive' then
-  -- fresh tries: arq counts tries in arq:retry:<id>
-  redis.call('DEL', KEYS[8])
-end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 local ttl = tonumber(ARGV[5])
@@ -50,15 +44,9 @@ if #ARGV > 10 then
   redis.call('HSET', KEYS[4], unpack(ARGV, 11))
   redis.call('EXPIRE', KEYS[4], ttl)
 end
-if ARGV[10] == 'redrive' then
-  redis.call('HSET', KEYS[5], 'source_id', ARGV[7], 'state', 'pending', 'redrive_ts', ARGV[6])
-  redis.call('HINCRBY', KEYS[5], 'redrives', 1)
-  redis.call('HINCRBY', KEYS[6], 'redriven', 1)
-else
-  redis.call('HSET', KEYS[5], 'source_id', ARGV[7], 'enqueued_ts', ARGV[6], 'state', 'pending',
-             'executions', 0, 'redrives', 0)
-  redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
-end
+redis.call('HSET', KEYS[5], 'source_id', ARGV[7], 'enqueued_ts', ARGV[6], 'state', 'pending',
+           'executions', 0, 'redrives', 0)
+redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
 redis.call('EXPIRE', KEYS[5], ttl)
 if KEYS[7] ~= '' then
   redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[9])
@@ -100,7 +88,6 @@ def job_bytes(source_id: str, enqueue_time_ms: int, job_try: int | None = None) 
 async def _run(
     redis: Redis,
     *,
-    mode: Literal["new", "redrive"],
     source_id: str,
     job_id: str,
     now_ms: int,
@@ -123,7 +110,7 @@ async def _run(
         source_id,
         idem_value,
         idempotency_ttl_s,
-        mode,
+        "",
     ]
     for field, value in (source_fields or {}).items():
         argv += [field, value]
@@ -135,7 +122,6 @@ async def _run(
         keys.job(job_id),
         keys.STATS,
         idem_key,
-        retry_key_prefix + job_id,
     ]
     raw = await _get_script(redis)(keys=key_list, args=argv, client=redis)
     outcome = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
@@ -168,7 +154,6 @@ async def enqueue_backfill(
     """
     return await _run(
         redis,
-        mode="new",
         source_id=source_id,
         job_id=job_id,
         now_ms=now_ms,
@@ -176,35 +161,5 @@ async def enqueue_backfill(
         record_ttl_s=record_ttl_s,
         idem=idem,
         idempotency_ttl_s=idempotency_ttl_s,
-        defer_ms=defer_ms,
-    )
-
-
-async def enqueue_redrive(
-    redis: Redis,
-    *,
-    source_id: str,
-    job_id: str,
-    now_ms: int,
-    record_ttl_s: int,
-    source_fields: Mapping[str, str | int | float] | None = None,
-    defer_ms: int = 0,
-) -> EnqueueResult:
-    """Re-enqueue an existing job id with fresh tries (for DLQ redrive) in one round trip.
-
-    Writes no source fields unless given (e.g. {"state": "pending"}); deletes arq:retry:<id> so arq counts
-    tries from 1 again; bumps the job record's `redrives` and stats `redriven` (not `enqueued`). The caller
-    must delete a stored arq:result:<id> first, else the outcome is `duplicate` (arq would refuse it too).
-    """
-    return await _run(
-        redis,
-        mode="redrive",
-        source_id=source_id,
-        job_id=job_id,
-        now_ms=now_ms,
-        source_fields=source_fields,
-        record_ttl_s=record_ttl_s,
-        idem=None,
-        idempotency_ttl_s=1,
         defer_ms=defer_ms,
     )

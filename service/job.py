@@ -52,8 +52,7 @@ class Attempt:
     ctx: dict[str, Any]
     source_id: str
     index: int  # position of this attempt's entry in the job's attempts list
-    user_id: str | None
-    name: str | None
+    source: dict[str, str]  # the source hash as the attempt started ({} when it is gone)
     entry: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,6 +128,7 @@ async def _park(att: Attempt, exc: BaseException) -> None:
         "enqueued_ts": float(enqueued) if enqueued else att.ctx["enqueue_time"].timestamp(),
         "failed_ts": att.entry["end_ts"],
         "redrives": int(redrives or 0),
+        "source": att.source or None,  # a redrive restores the source from this when its TTL ran out
     }
     await _end(att, "dead", "dead_lettered", "dead", record)
     lifecycle.log_event(
@@ -151,11 +151,16 @@ async def _begin(ctx: dict[str, Any], source_id: str, start_ts: float) -> Attemp
         # a payload enqueued with arq's 24 h expiry (arq's enqueue_job, older versions) must not expire while
         # the job is live (retries, outages): drop the TTL; arq deletes the key when the job ends
         pipe.persist(job_key_prefix + job_id)
-        pipe.hmget(keys.source(source_id), ["user_id", "name"])
+        # the whole source rides along: run_backfill needs user_id/name, the DLQ record a snapshot of it
+        pipe.hgetall(keys.source(source_id))
         replies = await pipe.execute()
-    user_id, name = (v.decode() if isinstance(v, bytes) else v for v in replies[-1])
+    source = {_text(k): _text(v) for k, v in replies[-1].items()}
     entry = {"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None}
-    return Attempt(ctx, source_id, int(replies[0]) - 1, user_id, name, entry)
+    return Attempt(ctx, source_id, int(replies[0]) - 1, source, entry)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _run(att: Attempt, deadline: float) -> BaseException | None:
@@ -174,8 +179,8 @@ async def _run(att: Attempt, deadline: float) -> BaseException | None:
                 cfg.work,
                 att.job_try,
                 ttl_s=cfg.record_ttl_s,
-                user_id=att.user_id,
-                name=att.name,
+                user_id=att.source.get("user_id"),
+                name=att.source.get("name"),
             )
     except asyncio.CancelledError:
         if not att.st.hard_stop:

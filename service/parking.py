@@ -48,6 +48,7 @@ async def park_unrunnable(
         pipe.get(retry_key_prefix + job_id)
         payload, (source_raw, enqueued, redrives), tries = await pipe.execute()
     source_id = _text(source_raw)
+    source = await pool.hgetall(keys.source(source_id)) if source_id is not None else {}
     function = getattr(failure, "function", "<unknown>")
     args = list(getattr(failure, "args", ()) or ())
     if function == "<unknown>" and source_id is not None:
@@ -68,6 +69,7 @@ async def park_unrunnable(
         "failed_ts": now_s,
         "redrives": int(redrives or 0),
         "payload_b64": base64.b64encode(payload).decode() if payload is not None else None,
+        "source": {_text(k): _text(v) for k, v in source.items()} or None,
     }
     async with pool.pipeline(transaction=True) as tr:
         tr.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id, job_key_prefix + job_id)

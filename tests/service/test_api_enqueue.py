@@ -14,9 +14,9 @@ from arq.jobs import Job, JobStatus
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
-from service import keys
+from service import dlq, keys
 from service.backfill import run_backfill
-from service.enqueue import enqueue_backfill, enqueue_redrive
+from service.enqueue import enqueue_backfill
 from service.settings import WorkProfile
 from service.sources import Idempotency
 
@@ -141,22 +141,14 @@ async def test_redrive_same_job_id_fresh_tries_and_stock_worker_reruns_it(redis_
     finally:
         await worker.close()
     assert await redis.hget(keys.source("src-r"), "attempts") == "1"
-    # a stale try counter (arq deletes it when a job finishes, but not when it is cut short)
+    # a stale try counter (arq deletes it when a job finishes, but not when it is cut short), arq's result
     await redis.set(retry_key_prefix + "job-r", 5)
-    now_ms = int(time.time() * 1000)
-    # arq keeps a result: the same id is refused until the caller drops it, as arq itself would refuse it
-    refused = await enqueue_redrive(redis, source_id="src-r", job_id="job-r", now_ms=now_ms, record_ttl_s=600)
-    assert refused.outcome == "duplicate"
-    await redis.delete(result_key_prefix + "job-r")
-    redriven = await enqueue_redrive(
-        redis,
-        source_id="src-r",
-        job_id="job-r",
-        now_ms=now_ms,
-        record_ttl_s=600,
-        source_fields={"state": "pending"},
-    )
-    assert redriven.outcome == "enqueued"
+    assert await redis.exists(result_key_prefix + "job-r")
+    async with redis.pipeline(transaction=True) as pipe:
+        dlq.add_park(pipe, {"job_id": "job-r", "source_id": "src-r", "failed_ts": time.time()})
+        await pipe.execute()
+    redriven = await dlq.redrive(redis, "job-r", record_ttl_s=600)
+    assert redriven["redrives"] == 1 and not redriven.get("already_queued")
     assert not await redis.exists(retry_key_prefix + "job-r")  # fresh tries
     record = await redis.hgetall(keys.job("job-r"))
     assert record["redrives"] == "1" and record["state"] == "pending" and float(record["redrive_ts"]) > 0

@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from service import dlq, keys
+from tests.service import test_worker as support
+from tests.service.test_worker import _redrive, all_in_state, enqueue, wait_for
+
+start_worker = support.start_worker  # fixture
 
 
 def park(client: redis.Redis, job_id: str, source_id: str, failed_ts: float, **extra: Any) -> dict[str, Any]:
@@ -150,3 +154,48 @@ def test_redrive_waits_for_arq_to_finish_the_parking_attempt(redis_url, client):
     rec = asyncio.run(run())
     assert rec["redrives"] == 1 and time.monotonic() - started >= 0.2
     assert client.zscore("arq:queue", "busy") is not None
+
+
+def test_the_record_holds_what_a_redrive_needs_after_the_source_expired(redis_url, client, start_worker):
+    # issue 14.3: the source hash has a TTL (record_ttl_s, as low as 60 s); the DLQ record has none
+    poisoned = start_worker(OFFLOAD_POISON_RATE="1")
+    [job_id] = enqueue(redis_url, ["gone-src"])
+    wait_for(all_in_state(client, [job_id], "dead"), 15, "job dead-lettered", poisoned)
+    assert poisoned.signal_and_wait() == 0
+    client.delete(keys.source("gone-src"), keys.source_data("gone-src"))  # the source's TTL ran out
+    fixed = start_worker()
+    asyncio.run(_redrive(redis_url, job_id))
+    wait_for(all_in_state(client, [job_id], "done"), 15, "redriven job done", fixed)
+    source = client.hgetall(keys.source("gone-src"))
+    assert source[b"user_id"] == b"u1" and source[b"name"] == b"gone-src" and source[b"state"] == b"done"
+
+
+class _RefailsAtOnce(AsyncRedis):
+    """A real client that lets a worker park the job again right after the redrive's first script call: the
+    fastest possible poison re-failure, at the worst moment."""
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        reply = await super().evalsha(*args, **kwargs)
+        async with self.pipeline(transaction=True) as pipe:
+            dlq.add_park(
+                pipe, {"job_id": "fast", "source_id": "s", "error": "again", "failed_ts": time.time()}
+            )
+            await pipe.execute()
+        return reply
+
+
+def test_redrive_is_one_atomic_step(redis_url, client):
+    # issue 14.4: a redrive that enqueued first and deleted the record after dropped the new failure's record
+    park(client, "fast", "s", time.time() - 5)
+
+    async def run() -> dict[str, Any]:
+        c = _RefailsAtOnce.from_url(redis_url)
+        try:
+            return await dlq.redrive(c, "fast")
+        finally:
+            await c.aclose()
+
+    asyncio.run(run())
+    assert client.zscore("arq:queue", "fast") is not None
+    again = client.hget(keys.DLQ, "fast")
+    assert again is not None and json.loads(again)["error"] == "again"  # the new failure is kept
