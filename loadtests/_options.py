@@ -11,9 +11,10 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from loadtests._payload import parse_mix
+from loadtests._target import load as load_target_file
 from runfolder import load
 from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS, LoadSettings
-from runfolder.schema import MODES
+from targets import TargetError
 
 EXPECTED_STATUS: Final = {"noop": 201, "sync": 201, "offload": 202}
 
@@ -40,11 +41,16 @@ def add_arguments(parser: Any) -> None:
     # on the parser itself, not a group: only LocustArgumentParser.add_argument knows include_in_web_ui
     group = parser
     group.add_argument(
+        "--target",
+        default="",
+        env_var="LOCUST_TARGET",
+        help="target file: the service's modes and job tracker (default: the built-in sample service)",
+    )
+    group.add_argument(
         "--mode",
-        choices=MODES,
-        default="noop",
+        default="",
         env_var="LOCUST_MODE",
-        help="endpoint family: noop | sync | offload (POST /<mode>/sources)",
+        help="a mode of the target, e.g. noop | sync | offload for the built-in one (default: its first)",
     )
     for name in LOCUST_ARGUMENTS:
         kind = LoadSettings.model_fields[name].annotation
@@ -85,6 +91,7 @@ class LoadOptions:
     """The validated offload-bench options of one test."""
 
     mode: str
+    target: str  # the target file ("" = the built-in one)
     arrival_rate: float
     arrival: str
     seed: int
@@ -106,7 +113,12 @@ class LoadOptions:
     @property
     def path(self) -> str:
         """The endpoint of this mode."""
-        return f"/{self.mode}/sources"
+        return load_target_file(self.target)[0].modes[self.mode].path
+
+    @property
+    def job_mode(self) -> bool:
+        """True when this mode's answers carry a job id (the job side runs)."""
+        return load_target_file(self.target)[0].modes[self.mode].job_id is not None
 
 
 def load_options(parsed: Any) -> LoadOptions:
@@ -114,8 +126,15 @@ def load_options(parsed: Any) -> LoadOptions:
 
     The bounds are the declaration's (runfolder/load.py): the same checks as `offload-bench run`'s.
     """
-    if parsed.mode not in MODES:
-        raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {parsed.mode!r}")
+    try:
+        target, _ = load_target_file(getattr(parsed, "target", "") or "")
+    except TargetError as exc:
+        raise ValueError(str(exc)) from None
+    mode = parsed.mode or next(iter(target.modes))
+    if mode not in target.modes:
+        raise ValueError(
+            f"--mode must be one of the target's modes ({', '.join(target.modes)}), got {mode!r}"
+        )
     given = {name: getattr(parsed, name) for name in LOCUST_ARGUMENTS}
     shape = given["shape"] or ""
     if shape == LOCUST_STANDALONE_DEFAULTS["shape"]:
@@ -128,7 +147,8 @@ def load_options(parsed: Any) -> LoadOptions:
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise ValueError(f"{flag}: {msg}, got {err.get('input')!r}") from None
     return LoadOptions(
-        mode=parsed.mode,
+        mode=mode,
+        target=getattr(parsed, "target", "") or "",
         arrival_rate=settings.arrival_rate,
         arrival=settings.arrival,
         seed=settings.seed,
@@ -142,3 +162,27 @@ def load_options(parsed: Any) -> LoadOptions:
         capture=parsed.capture != "off",
         streams=max(1, int(parsed.ob_streams or 0)),
     )
+
+
+def standalone_load_section(opts: LoadOptions, parsed: Any, processes: int) -> dict[str, Any]:
+    """run.json "load" of a run Locust started on its own (no wrapper wrote one), by the one builder.
+
+    Locust's own options fill what ours do not carry: -u, -r, -t (seconds; null without -t), --processes,
+    --expect-workers. A standalone run has no warm-up of its own: null (analysis then excludes nothing).
+    """
+    values: dict[str, Any] = {
+        "users": parsed.num_users,
+        "spawn_rate": parsed.spawn_rate,
+        "arrival_rate": opts.arrival_rate,
+        "arrival": opts.arrival,
+        "shape": opts.shape or load.default("shape"),
+        "duration_s": parsed.run_time,
+        "warmup_s": None,
+        "processes": processes,
+        "max_in_flight": opts.max_in_flight,
+        "seed": opts.seed,
+        "expect_workers": int(getattr(parsed, "expect_workers", 0) or 0),
+    }
+    # not validated: a standalone run may lack -t (duration unknown), which the declaration's bounds refuse
+    settings = LoadSettings.model_construct(**values)
+    return load.load_section(settings)

@@ -91,3 +91,18 @@ def test_run_json_load_section_has_one_builder() -> None:
     section = load_section(LoadSettings(arrival_rate=0))
     assert section["model"] == "closed" and section["users"] == 50 and section["warmup_s"] == 5.0
     assert list(section) == list(load.RUN_JSON_KEYS)
+
+
+def test_a_standalone_locust_run_describes_its_load_with_the_same_builder() -> None:
+    from argparse import Namespace
+
+    from loadtests._options import load_options, standalone_load_section
+
+    parsed = Namespace(
+        mode="offload", run_dir="", redis_url="", capture="on", ob_streams=0, num_users=3, spawn_rate=3.0,
+        run_time=10, expect_workers=0, **{name: LOCUST_STANDALONE_DEFAULTS.get(name, load.default(name)) for name in LOCUST_ARGUMENTS},
+    )  # fmt: skip
+    section = standalone_load_section(load_options(parsed), parsed, processes=2)
+    assert list(section) == list(load.RUN_JSON_KEYS)
+    assert section["model"] == "closed" and section["users"] == 3 and section["duration_s"] == 10
+    assert section["shape"] == "constant" and section["processes"] == 2 and section["warmup_s"] is None
