@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,8 @@ from service.settings import Settings, WorkProfile
 from tests.service.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
+SUT = {"redis", "api", "worker"}  # the system under test; the Locust services are the load (profile "load")
+LOAD = {"locust-master", "locust-worker"}
 
 
 def _compose() -> dict[str, Any]:
@@ -30,7 +37,7 @@ def _has_main_guard(module: str) -> bool:
 
 def test_services_and_entry_points_exist() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", "api", "worker"}
+    assert set(services) == SUT | LOAD
     assert services["api"]["command"] == ["python", "-m", "service.api"]
     assert services["worker"]["command"] == ["python", "-m", "service.worker"]
     for name in ("api", "worker"):
@@ -44,7 +51,8 @@ def test_redis_has_aof_and_every_service_a_healthcheck() -> None:
     services = _compose()["services"]
     command = services["redis"]["command"]
     assert command[0] == "redis-server" and command[command.index("--appendonly") + 1] == "yes"
-    for name, svc in services.items():
+    for name in SUT:
+        svc = services[name]
         test = svc["healthcheck"]["test"]
         assert test[0] == "CMD", name
         if test[1] == "python":  # the inline probe must at least be valid Python
@@ -61,8 +69,8 @@ def test_api_published_on_loopback_only_and_worker_scalable() -> None:
 
 def test_every_offload_variable_is_a_setting(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     fields = set(Settings.model_fields) | set(WorkProfile.model_fields)
-    for name, svc in _compose()["services"].items():
-        for var in svc.get("environment", {}):
+    for name in SUT:
+        for var in _compose()["services"][name].get("environment", {}):
             assert var.startswith("OFFLOAD_"), (name, var)
             assert var.removeprefix("OFFLOAD_").lower() in fields, f"{name}: {var} is not a setting"
     for name in ("api", "worker"):  # the values parse and validate as the container would read them
@@ -71,3 +79,47 @@ def test_every_offload_variable_is_a_setting(monkeypatch) -> None:  # type: igno
                 m.setenv(var, str(value))
             settings = Settings()
         assert settings.redis_url == "redis://redis:6379/0" and settings.work.pages == 10
+
+
+def _interpolated(value: object) -> str:
+    """A compose value with ${VAR:-default} replaced by its default, as compose does when VAR is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def test_locust_services_parse_as_a_master_and_its_scalable_workers(tmp_path: Path) -> None:
+    """The load services: only with the "load" profile, their commands parse with Locust's parser (our
+    arguments included, LOCUST_* env applied) and the workers find the master by its service name."""
+    services = _compose()["services"]
+    master, worker = services["locust-master"], services["locust-worker"]
+    assert master["profiles"] == worker["profiles"] == ["load"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale locust-worker=N
+    assert worker["image"] == master["image"] and "build" in master
+    assert "pip install '.[bench]'" in master["build"]["dockerfile_inline"]
+    assert worker["command"][worker["command"].index("--master-host") + 1] == "locust-master"
+    script = (
+        "import json, sys; import loadtests._hooks; from locust.argument_parser import parse_options; "
+        "o = parse_options(sys.argv[1:]); "
+        "print(json.dumps({k: getattr(o, k) for k in ('master', 'worker', 'master_host', 'expect_workers', "
+        "'host', 'mode', 'arrival_rate', 'run_time', 'redis_url', 'headless', 'locustfile')}))"
+    )
+    parsed = {}
+    for name, svc in (("locust-master", master), ("locust-worker", worker)):
+        command = svc["command"]
+        assert command[:3] == ["locust", "-f", "loadtests/"] and (REPO / "loadtests").is_dir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        env.update({k: _interpolated(v) for k, v in svc.get("environment", {}).items()})
+        assert all(k.startswith("LOCUST_") for k in svc.get("environment", {})), name
+        out = subprocess.run(
+            [sys.executable, "-c", script, *command[1:]],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, (name, out.stderr[-2000:])
+        parsed[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert parsed["locust-master"]["master"] and parsed["locust-master"]["headless"]
+    assert (
+        parsed["locust-master"]["expect_workers"] == 2
+        and parsed["locust-master"]["host"] == "http://api:8000"
+    )
+    assert parsed["locust-master"]["mode"] == "offload" and parsed["locust-master"]["arrival_rate"] == 200.0
+    assert parsed["locust-master"]["redis_url"] == "redis://redis:6379/0"
+    assert parsed["locust-worker"]["worker"] and parsed["locust-worker"]["master_host"] == "locust-master"
