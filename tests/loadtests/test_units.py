@@ -133,7 +133,7 @@ def test_fast_sample_rows_are_exactly_what_csv_writer_writes() -> None:
     import csv
     import io
 
-    from loadtests._capture import RowFormatter, make_row
+    from loadtests._capture import RowFormatter, make_row, text_row
     from runfolder.schema import SampleRow
 
     ctx_open = {"intended_ts": 1764694800.0001, "job_id": "j" * 32, "source_id": "s-1"}
@@ -147,10 +147,11 @@ def test_fast_sample_rows_are_exactly_what_csv_writer_writes() -> None:
     fast = RowFormatter("offload", "open", "3").format(raws)
     buf = io.StringIO()
     rows = [make_row(raw, "offload", "open", "3") for raw in raws]
-    csv.writer(buf).writerows(rows)
+    csv.writer(buf).writerows(text_row(r) for r in rows)
     assert fast == buf.getvalue()
     assert all(isinstance(r, SampleRow) for r in rows)
     assert rows[1].intended_ts == rows[1].start_ts and rows[2].ok == 0 and rows[0].ok == 1
-    assert rows[0].latency_corrected_ms == round((1764694800.000123 - 1764694800.0001) * 1000 + 1.23456, 3)
+    assert rows[0].latency_corrected_ms == (1764694800.000123 - 1764694800.0001) * 1000 + 1.23456
     parsed = list(csv.reader(io.StringIO(fast)))
+    assert parsed[0][:4] == ["1764694800.000100", "1764694800.000123", "1.235", "1.258"]
     assert [row[11] for row in parsed] == ["s-1", "", "", 'a,b"c', ""]
