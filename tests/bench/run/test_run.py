@@ -14,7 +14,7 @@ import pytest
 from bench.launch.redis_server import port_in_use
 from tests.bench._proctree import TreeWatcher
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "bench"]
 FAST = ["--pages", "3", "--io-ms", "5", "--cpu-ms", "1", "--warmup", "1s", "--drain-timeout", "20s"]
 REQUIRED = ("requests", "failures", "rps", "latency_ms", "target")

@@ -212,7 +212,7 @@ def test_ratio_only_rules_ignore_the_default_baseline(tmp_path):
     """gates-ci.toml needs no baseline: a committed one with other load parameters must not make it refuse."""
     import shutil
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     work = tmp_path / "work"
     (work / "reports").mkdir(parents=True)
     shutil.copytree(repo / "reports" / "baseline", work / "reports" / "baseline")  # 30 s runs

@@ -15,7 +15,7 @@ from bench.judge.gate_stats import infer_windows_path, noise_test, window_values
 from runfolder.summary import parse_summary
 from tests.fixtures.gate.synth import make_run
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+BENCH = Path(__file__).resolve().parents[3] / "bench"
 
 
 def summary(seed: int, **kwargs: object) -> Summary:
