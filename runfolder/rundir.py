@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import subprocess
@@ -31,12 +32,23 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+def safe_name(name: str) -> str:
+    """name made safe as one path component: no separators, no `..`, nothing hidden (names read from files)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name).lstrip(".")
+    return cleaned or "_"
+
+
 def create_run_dir(out: Path | None = None, run_id: str | None = None) -> Path:
-    """Make reports/runs/<run-id>/ (or out/<run-id>/), point <out>/../latest at it, return it."""
+    """Make reports/runs/<run-id>/ (or out/<run-id>/) and return it.
+
+    Only the default location also points reports/latest at it: with --out every write stays inside the
+    folder the user named (issue 14.10).
+    """
     base = Path(out) if out is not None else DEFAULT_RUNS_DIR
-    run_dir = base / (run_id or new_run_id())
+    run_dir = base / safe_name(run_id or new_run_id())
     run_dir.mkdir(parents=True, exist_ok=False)
-    _point_latest(run_dir)
+    if base.resolve() == DEFAULT_RUNS_DIR.resolve():
+        _point_latest(run_dir)
     init_run_json(run_dir)
     return run_dir
 

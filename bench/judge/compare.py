@@ -14,6 +14,7 @@ from rich.table import Table
 from bench.errors import fail
 from bench.judge.compare_report import html, markdown, sections
 from bench.judge.gate_inputs import GateInputError, Summary, load_summary
+from runfolder.rundir import safe_name
 
 
 def _target(summary: Summary, mode: str) -> dict[str, float]:
@@ -41,7 +42,8 @@ def compare_command(
         a, b = load_summary(run_a), load_summary(run_b)
     except GateInputError as exc:
         fail(str(exc))
-    folder = out or Path("reports/compare") / f"{a.run_id}_vs_{b.run_id}"
+    # run ids and mode names come from the files compared: made safe before they name a path (issue 14.10)
+    folder = out or Path("reports/compare") / safe_name(f"{a.run_id}_vs_{b.run_id}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -60,7 +62,11 @@ def compare_command(
         for mode in modes:
             target = {**_target(b, mode), **_target(a, mode)}
             path = plot_overlay(
-                mode, curves_a.get(mode), curves_b.get(mode), folder / "plots" / f"{mode}.png", **target
+                mode,
+                curves_a.get(mode),
+                curves_b.get(mode),
+                folder / "plots" / f"{safe_name(mode)}.png",
+                **target,
             )
             plots[mode] = path
             progress.advance(plot_task)

@@ -68,3 +68,29 @@ def test_compare_missing_run_is_a_usage_error(tmp_path: Path) -> None:
         and proc.stderr.startswith("error: no summary at")
         and "Traceback" not in proc.stderr
     )
+
+
+def test_names_inside_summaries_never_escape_the_report_folder(tmp_path: Path) -> None:
+    # issue 14.10: run ids and mode names come from the files compared, not from the user
+    a_summary, _ = make_run(4, windows=20)
+    b_summary, _ = make_run(5, windows=20)
+    a_summary["run"]["run_id"] = "../../../../escaped-a"
+    b_summary["run"]["run_id"] = "/tmp/escaped-b"
+    for summary in (a_summary, b_summary):
+        summary["modes"]["../../evil"] = summary["modes"].pop("noop")
+    write_run(tmp_path / "in" / "a", a_summary)
+    write_run(tmp_path / "in" / "b", b_summary)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = set(tmp_path.rglob("*"))
+    proc = subprocess.run(
+        [CLI, "compare", "../in/a", "../in/b"], cwd=work, capture_output=True, text=True, timeout=60,
+        check=False, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = set(tmp_path.rglob("*")) - before
+    assert written and all(p.resolve().is_relative_to(work / "reports" / "compare") or p == work / "reports"
+                           for p in written), sorted(map(str, written))  # fmt: skip
+    assert not Path("/tmp/escaped-b").exists()
+    (folder,) = (work / "reports" / "compare").iterdir()
+    assert len(list((folder / "plots").glob("*.png"))) == 3
