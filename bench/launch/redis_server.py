@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -54,7 +56,17 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 class EmbeddedRedis:
     """Start a redis-server on a loopback port with AOF on (appendfsync everysec) in data_dir.
 
-    The same data_dir and port survive stop()/start(), so a restart keeps every accepted job.
+    The same data_dir, port and password survive stop()/start(), so a restart keeps every accepted job and
+    every process holding the URL keeps working.
+
+    A random password per instance (requirepass, issue 14.7): the worker unpickles what it finds in Redis, so
+    only the processes handed the URL may write there. A password rather than a unix socket because a target's
+    own API and workers (any Redis client, `{redis_host}`/`{redis_port}` placeholders) speak TCP; every Redis
+    client takes the password from the URL. It is written to a 0600 file in the private data folder, never
+    on a command line (`ps` shows those to every user).
+
+    The server runs in its own session (issue 14.11): a terminal's Ctrl-C reaches the CLI, not Redis, so the
+    CLI can stop Redis last, after the workers have drained.
     """
 
     def __init__(self, data_dir: str | Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
@@ -64,12 +76,24 @@ class EmbeddedRedis:
         self.host = host
         self.port = port or free_port(host)
         self.binary = find_redis_server()
+        self.password = secrets.token_urlsafe(32)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.frozen = False
 
     @property
     def url(self) -> str:
-        """redis:// URL of this server."""
-        return f"redis://{self.host}:{self.port}/0"
+        """redis:// URL of this server, with its password (redact it before showing or storing it)."""
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def _write_config(self) -> Path:
+        """The password's file: created 0600 before the secret is written into it."""
+        path = self.data_dir / "auth.conf"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
+        return path
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
@@ -79,6 +103,7 @@ class EmbeddedRedis:
             raise RedisServerError(f"port {self.port} on {self.host} is already in use")
         args = [
             self.binary,
+            str(self._write_config()),
             "--bind",
             self.host,
             "--port",
@@ -98,9 +123,19 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self.frozen = False
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        started = False
         try:
             while True:
                 if self.proc.poll() is not None:
@@ -110,6 +145,7 @@ class EmbeddedRedis:
                     raise RedisServerError(f"redis-server exited at start: {err.strip() or tail.strip()}")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     if client.ping():
+                        started = True
                         return self
                 if time.monotonic() > deadline:
                     self.stop()
@@ -117,13 +153,34 @@ class EmbeddedRedis:
                 time.sleep(0.02)
         finally:
             client.close()
+            if not started:  # an error or an interrupt (Ctrl-C) during the start: leave no server behind
+                self.stop(2.0)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the server cleanly (SIGTERM makes Redis fsync its AOF) and wait for it to exit."""
+    def _signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: it keeps its connections but answers nothing (a hung Redis)."""
+        self._signal(signal.SIGSTOP)
+        self.frozen = self.proc is not None
+
+    def thaw(self) -> None:
+        """SIGCONT the server (harmless when it is not frozen)."""
+        self._signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Stop the server cleanly (SIGTERM makes Redis fsync its AOF), wait for it to exit, return its code."""
         proc, self.proc = self.proc, None
         if proc is None:
-            return
+            return None
         if proc.poll() is None:
+            # a stopped process only queues SIGTERM: resume a frozen server first, whatever froze it
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+            self.frozen = False
             proc.terminate()
             try:
                 proc.wait(timeout_s)
@@ -132,6 +189,7 @@ class EmbeddedRedis:
                 proc.wait()
         if proc.stderr:
             proc.stderr.close()
+        return proc.returncode
 
     def kill(self) -> None:
         """SIGKILL the server (a crash; AOF everysec may lose up to one second of writes)."""

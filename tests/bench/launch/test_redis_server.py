@@ -1,11 +1,16 @@
-"""The embedded Redis: starts on loopback, keeps data across a restart (AOF), refuses a busy port."""
+"""The embedded Redis: loopback, a password, its own session, data kept across a restart, clean stops."""
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
+
+import psutil
 import pytest
 import redis
 
-from bench.launch.redis_server import EmbeddedRedis, RedisServerError
+from bench.launch.redis_server import EmbeddedRedis, RedisServerError, find_redis_server
 
 
 def test_restart_keeps_data_and_port(tmp_path):
@@ -26,3 +31,78 @@ def test_busy_port_is_a_clear_error(tmp_path):
     with EmbeddedRedis(tmp_path / "a") as first:
         with pytest.raises(RedisServerError, match="already in use"):
             EmbeddedRedis(tmp_path / "b", port=first.port).start()
+
+
+def test_a_random_password_per_stack_never_on_the_process_list(tmp_path):
+    # issue 14.7: the worker unpickles what is in Redis, so only holders of the URL may write there
+    with EmbeddedRedis(tmp_path / "a") as a, EmbeddedRedis(tmp_path / "b") as b:
+        password = redis.connection.parse_url(a.url).get("password")
+        assert password and len(password) >= 32 and password != redis.connection.parse_url(b.url)["password"]
+        anonymous = redis.Redis(host=a.host, port=a.port)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.set("arq:job:x", b"pickle")
+        anonymous.close()
+        client = redis.Redis.from_url(a.url)
+        assert client.ping()
+        a.restart()  # the processes holding the URL keep working across a restart
+        assert client.ping()
+        client.close()
+        assert a.proc is not None
+        assert password not in " ".join(psutil.Process(a.proc.pid).cmdline())
+        for path in a.data_dir.iterdir():
+            if path.read_bytes().find(password.encode()) >= 0:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_own_session_so_a_terminal_ctrl_c_does_not_reach_it(tmp_path):
+    # issue 14.11: a Ctrl-C in the terminal goes to the CLI's process group; the CLI stops Redis last
+    with EmbeddedRedis(tmp_path) as server:
+        assert server.proc is not None
+        assert os.getpgid(server.proc.pid) != os.getpgid(0)
+        assert os.getsid(server.proc.pid) != os.getsid(0)
+
+
+def test_an_interrupt_during_start_leaves_no_server(tmp_path, monkeypatch):
+    # issue 14.11: a slow start (a wrapper that waits before exec'ing the real server) interrupted midway
+    real = find_redis_server()
+    slow = tmp_path / "slow-redis"
+    slow.write_text(f'#!/bin/sh\nsleep 1.5\nexec {real} "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setenv("OFFLOAD_REDIS_SERVER", str(slow))
+    server = EmbeddedRedis(tmp_path / "data")
+    started: list[psutil.Process] = []
+
+    def interrupt(_sig, _frame):
+        started.extend(psutil.Process().children())
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.start()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert started, "the server process was not started yet"
+    gone, alive = psutil.wait_procs(started, timeout=3)
+    for proc in alive:
+        proc.kill()
+    assert alive == [] and server.proc is None
+
+
+def test_a_frozen_server_still_stops_cleanly(tmp_path):
+    # issue 14.6: SIGSTOPped Redis queues SIGTERM; stop() must SIGCONT it first, and exit cleanly (AOF synced)
+    server = EmbeddedRedis(tmp_path).start()
+    try:
+        server.freeze()
+        client = redis.Redis.from_url(server.url, socket_timeout=0.3)
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        client.close()
+        server.thaw()
+        assert redis.Redis.from_url(server.url, socket_timeout=2).ping()
+        server.freeze()
+    finally:
+        code = server.stop(timeout_s=5)
+    assert code == 0  # a clean SHUTDOWN, not the SIGKILL after the timeout
