@@ -39,6 +39,7 @@ def make_redis(settings: Settings) -> Redis:
         timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
+        socket_keepalive=True,  # a peer that vanished (no FIN) is noticed instead of waited on
         retry_on_timeout=False,
     )
     return Redis(connection_pool=pool)

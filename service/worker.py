@@ -24,12 +24,12 @@ from service.job import backfill_source
 from service.jsonlog import log_config
 from service.parking import EvictionRiskError
 from service.settings import Settings
+from service.worker_conn import redis_settings
 from service.worker_runtime import (
     GracefulWorker,
     WorkerState,
     on_shutdown,
     on_startup,
-    redis_settings,
 )
 
 __all__ = ["ARQ_MAX_TRIES", "backfill_source", "build_worker", "main", "worker_kwargs"]

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from arq.connections import RedisSettings
 from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
@@ -31,18 +32,18 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.worker import Worker
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import keys, lifecycle
 from service.parking import check_eviction, park_unrunnable
 from service.settings import Settings
+from service.worker_conn import connect
 
 HEARTBEAT_EVERY_S: Final = 1.0
 HEARTBEAT_TTL_S: Final = 5
+# a SIGTERMed worker exits within shutdown_grace_s + this, whatever Redis does (a watchdog thread ends the
+# process); the jobs it could not finish run again when their claim expires
+SHUTDOWN_MARGIN_S: Final = 10.0
 
 # Claim jobs the way arq's start_jobs does (still in the queue, due, not in progress elsewhere -> set the
 # in-progress key with the claim TTL), for a batch of ids in one round trip. Returns {id, score} pairs.
@@ -250,6 +251,7 @@ class GracefulWorker(Worker):
             log.info("second signal: cancelling running jobs now", extra={"signal": sig.name})
             return
         self.allow_pick_jobs = False
+        self._start_watchdog(self.state.settings.shutdown_grace_s + SHUTDOWN_MARGIN_S)
         # burst mode with a budget of 0 makes arq's main loop wait for its tasks and return by itself
         self.burst = True
         self.max_burst_jobs = 0
@@ -264,6 +266,26 @@ class GracefulWorker(Worker):
             },
         )
         self._drain_task = self.loop.create_task(self._drain())
+
+    def _start_watchdog(self, after_s: float) -> None:
+        # a thread, not a task: it fires even when the loop is stuck (a hung Redis under some await)
+        def expire() -> None:
+            log.error(
+                "shutdown: not finished within grace + margin, exiting now (unfinished jobs run again)",
+                extra={"after_s": after_s},
+            )
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(after_s, expire)
+        timer.daemon = True
+        timer.start()
+
+    async def main(self) -> None:
+        """arq's main loop on our own connection pool (bounded timeouts, keepalive), once Redis answers."""
+        if self._pool is None:
+            self._pool = await connect(self.state.settings)
+        await super().main()
 
     async def _drain(self) -> None:
         while self._running() and time.monotonic() < self._grace_deadline:
@@ -291,14 +313,3 @@ class GracefulWorker(Worker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
         await super().close()
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's connection settings: wait for Redis at start; retry commands over a short outage."""
-    rs = RedisSettings.from_dsn(settings.redis_url)
-    rs.conn_timeout = max(1, int(settings.redis_timeout_s + 0.999))
-    rs.conn_retries = 30
-    rs.conn_retry_delay = 1
-    rs.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    rs.retry = RedisRetry(ExponentialBackoff(cap=0.5, base=0.02), retries=4)
-    return rs

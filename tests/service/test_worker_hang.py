@@ -1,0 +1,73 @@
+"""A hung Redis (up, accepting connections, not answering: SIGSTOP) against the real worker (issue 14.5):
+a SIGTERM still ends the worker within its grace + a fixed margin, and the job it could not finish runs
+again once Redis answers (at-least-once), never lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import redis
+
+from bench.launch.redis_server import EmbeddedRedis
+from service.worker_runtime import SHUTDOWN_MARGIN_S
+from tests.service.test_worker import all_in_state, enqueue, launch_worker, records, wait_for
+
+GRACE_S = 1.0
+
+
+def test_sigterm_during_a_redis_hang_exits_in_bounded_time_and_the_job_reruns(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = redis.Redis.from_url(server.url)
+    env = {
+        "OFFLOAD_PAGES": "1",
+        "OFFLOAD_IO_MS": "1500",
+        "OFFLOAD_IO_SIGMA": "0",
+        "OFFLOAD_JOB_TIMEOUT_S": "3",
+        "OFFLOAD_ORPHAN_MARGIN_S": "1",
+        "OFFLOAD_SHUTDOWN_GRACE_S": str(GRACE_S),
+    }
+    workers = []
+    assert server.proc is not None
+    try:
+        [job_id] = enqueue(server.url, ["hang"])
+        first = launch_worker(server.url, tmp_path, **env)
+        workers.append(first)
+        wait_for(all_in_state(client, [job_id], "running"), 15, "the job running", first)
+        os.kill(server.proc.pid, signal.SIGSTOP)  # Redis hangs: connections stay open, nothing answers
+        try:
+            started = time.monotonic()
+            first.proc.send_signal(signal.SIGTERM)
+            first.proc.wait(GRACE_S + SHUTDOWN_MARGIN_S + 10)  # raises TimeoutExpired if it hangs
+            assert time.monotonic() - started <= GRACE_S + SHUTDOWN_MARGIN_S + 5, first.log()[-2000:]
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        second = launch_worker(server.url, tmp_path, **env)
+        workers.append(second)
+        wait_for(all_in_state(client, [job_id], "done"), 20, "the job re-run and done", second)
+        [rec] = records(client, [job_id])
+        assert rec["executions"] >= 2  # the interrupted attempt and its re-run
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+        client.close()
+        server.cleanup()
+
+
+async def test_worker_and_api_pools_bound_every_command_and_keep_alive(redis_url: str) -> None:
+    from service.api import make_redis
+    from service.settings import Settings
+    from service.worker_conn import connect
+
+    cfg = Settings(redis_url=redis_url, redis_timeout_s=0.7)
+    worker_pool = await connect(cfg)
+    api_pool = make_redis(cfg)
+    for pool in (worker_pool, api_pool):
+        kwargs = pool.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.7
+        assert kwargs["socket_keepalive"] is True
+        await pool.aclose()
