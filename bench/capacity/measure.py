@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.capacity.model import Step
 from bench.capacity.verdict import Limits
-from runfolder.schema import JOBS_DIR, LOADGEN_DIR, SAMPLES_DIR, SUMMARY_FILE
+from runfolder.schema import JOBS_DIR, LOADGEN_DIR, QUEUE_DIR, SAMPLES_DIR, SUMMARY_FILE
 
 GRID_S: Final = 0.1  # in-flight is sampled this often through the window
 
@@ -52,6 +52,12 @@ def _window(summary: dict[str, Any], mode: str) -> tuple[float, float] | None:
     return w0, w0 + float(m.get("duration_s") or 0.0)
 
 
+def window_of(run_dir: Path, mode: str) -> tuple[float, float] | None:
+    """The measured window of mode in an analysed run folder."""
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    return _window(summary, mode) if (summary.get("modes") or {}).get(mode) else None
+
+
 def _samples(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """(intended start, completion) epoch seconds of every sample of mode, sorted each."""
     cols = ["intended_ts", "start_ts", "latency_ms"]
@@ -76,18 +82,49 @@ def inflight(run_dir: Path, mode: str, w0: float, w1: float) -> tuple[float | No
     return _slope(grid, count.astype(float)), float(done) / (w1 - w0)
 
 
-def job_rate(run_dir: Path, mode: str, w0: float, w1: float) -> float | None:
-    """Jobs finished per second over [w0, w1], from the run's job records."""
-    path = run_dir / JOBS_DIR / f"{mode}.jsonl"
-    if not path.exists() or w1 <= w0:
+def _queue(run_dir: Path, mode: str) -> pd.DataFrame | None:
+    path = run_dir / QUEUE_DIR / f"{mode}.csv"
+    if not path.exists():
         return None
-    done = 0
+    df = pd.read_csv(path)
+    return df if not df.empty and {"ts", "ready", "deferred", "in_progress"} <= set(df.columns) else None
+
+
+def outstanding_slope(run_dir: Path, mode: str, w0: float, w1: float) -> float | None:
+    """Growth per second of the jobs accepted and not finished (queued, deferred or in progress) in [w0, w1].
+
+    The summary's backlog counts queued jobs only; a worker that claims many jobs at once keeps that near 0
+    for a while as its in-progress work piles up, which a short step would take for keeping up.
+    """
+    q = _queue(run_dir, mode)
+    if q is None:
+        return None
+    q = q[(q["ts"] >= w0) & (q["ts"] <= w1)]
+    busy = (q["ready"] + q["deferred"] + q["in_progress"]).to_numpy(dtype=float)
+    return _slope(q["ts"].to_numpy(dtype=float), busy)
+
+
+def job_rate(run_dir: Path, mode: str) -> float | None:
+    """Jobs finished per second while the workers had jobs waiting (saturated), from the job records.
+
+    Measured from the first completion to the last queue sample with jobs waiting: the pipeline is full
+    there, so this is what the workers can do, not what was offered.
+    """
+    q = _queue(run_dir, mode)
+    path = run_dir / JOBS_DIR / f"{mode}.jsonl"
+    if q is None or not path.exists():
+        return None
+    waiting = q["ts"][(q["ready"] + q["deferred"]) > 0].to_numpy(dtype=float)
+    done = []
     with path.open() as fh:
         for line in fh:
-            if line.strip():
-                ts = json.loads(line).get("done_ts")
-                done += ts is not None and w0 <= float(ts) <= w1
-    return done / (w1 - w0)
+            if line.strip() and (ts := json.loads(line).get("done_ts")) is not None:
+                done.append(float(ts))
+    if waiting.size < 2 or not done:
+        return None
+    t0, t1 = max(float(waiting[0]), min(done)), float(waiting[-1])
+    n = sum(t0 < t <= t1 for t in done)
+    return n / (t1 - t0) if t1 > t0 else None
 
 
 def generator(run_dir: Path, mode: str) -> tuple[float | None, float | None]:
@@ -115,12 +152,13 @@ def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[S
     jobs = m.get("jobs") or {}
     on_time, cpu = generator(run_dir, mode)
     window = _window(summary, mode) if m else None
-    slope = achieved = jrate = None
+    slope = achieved = backlog = None
     if window is not None:
         slope, achieved = inflight(run_dir, mode, *window)
-        jrate = job_rate(run_dir, mode, *window) if jobs else None
+        backlog = outstanding_slope(run_dir, mode, *window) if jobs else None
     step = Step(
         rate=rate,
+        arrival_rate=m.get("rps"),
         achieved_rate=achieved,
         p50=lat.get("p50"),
         p95=lat.get("p95"),
@@ -133,10 +171,10 @@ def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[S
         sent_on_time=on_time,
         loadgen_cpu_percent=cpu,
         inflight_slope_per_s=slope,
-        backlog_slope_per_s=jobs.get("backlog_slope_per_s"),
+        backlog_slope_per_s=backlog if backlog is not None else jobs.get("backlog_slope_per_s"),
         jobs_accepted=jobs.get("accepted"),
         jobs_lost=jobs.get("lost"),
-        job_rate=jrate,
+        job_rate=job_rate(run_dir, mode) if jobs else None,
         run_dir=str(run_dir),
     )
     return step, limits_from(summary)

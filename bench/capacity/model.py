@@ -29,7 +29,10 @@ class _Model(BaseModel):
 class Step(_Model):
     """One step of the search: an ordinary run at one offered rate, and what it says about each target."""
 
-    rate: float = Field(description="offered (scheduled) arrivals, req/s")
+    rate: float = Field(description="offered arrival rate asked of the generator, req/s")
+    arrival_rate: float | None = Field(
+        None, description="arrivals the server actually got per second in the measured window (Poisson: +-)"
+    )
     achieved_rate: float | None = Field(
         None, description="responses completed per second in the measured window"
     )
@@ -48,10 +51,12 @@ class Step(_Model):
     inflight_slope_per_s: float | None = Field(
         None, description="growth of requests in flight (server queue)"
     )
-    backlog_slope_per_s: float | None = Field(None, description="growth of the job backlog (offload-like)")
+    backlog_slope_per_s: float | None = Field(
+        None, description="growth of the jobs accepted and not finished (queued + in progress), offload-like"
+    )
     jobs_accepted: int | None = None
     jobs_lost: int | None = None
-    job_rate: float | None = Field(None, description="jobs completed per second while the load ran")
+    job_rate: float | None = Field(None, description="jobs completed per second while jobs were waiting")
     workers: int | None = None
     machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
     generator_limited: bool = False

@@ -4,8 +4,9 @@ Exponential phase: from min_rate, multiply the rate by `factor` while any target
 tried. Bisection phase: between each target's highest sustainable and lowest unsustainable rate (geometric
 midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. One step
 informs every target (fast, ok, jobs), so the brackets narrow together. A generator-limited step bounds the
-search from above without counting as the server's failure; such a bracket stops at a factor of 2 (its top
-is the generator's limit, which more steps would only measure more precisely).
+search from above without counting as the server's failure (after one repeat at the same rate: a stall of
+the generator on a shared machine is often brief); such a bracket stops at a factor of 2 (its top is the
+generator's limit, which more steps would only measure more precisely).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class _Target:
     passes: list[float] = field(default_factory=list)
     fails: list[float] = field(default_factory=list)
     unknown: list[float] = field(default_factory=list)
+    top_asked: float = 0.0  # the highest rate asked for that passed
 
     @property
     def high(self) -> float | None:
@@ -60,26 +62,41 @@ class Search:
     max_steps: int = 20
     steps: list[Step] = field(default_factory=list)
 
+    retry_generator_limited: bool = True
+
     def __post_init__(self) -> None:
         if not 0 < self.min_rate < self.max_rate:
             raise ValueError(f"need 0 < min rate < max rate, got {self.min_rate:g} and {self.max_rate:g}")
         if self.precision <= 1 or self.factor <= 1:
             raise ValueError("precision and factor must be > 1")
         self._t = {name: _Target(name) for name in self.targets}
+        self._retry: Step | None = None  # a generator-limited step to repeat once before it bounds the search
 
     def record(self, step: Step) -> None:
-        """Add a judged step."""
+        """Add a judged step, placed at the arrival rate the server actually got (Poisson arrivals stray
+        a few % from the rate asked for in a short step; judging by the asked rate would overstate capacity)."""
         self.steps.append(step)
+        first, self._retry = self._retry, None
+        if first is not None and first.rate == step.rate:  # the repeat decides: forget the first's unknowns
+            got = first.arrival_rate if first.arrival_rate else first.rate
+            for name, t in self._t.items():
+                if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
+                    t.unknown.remove(got)
+        elif step.generator_limited and self.retry_generator_limited:
+            self._retry = step
+        rate = step.arrival_rate if step.arrival_rate else step.rate
         for name, t in self._t.items():
             outcome = step.verdicts.get(name, "unknown")
-            {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(step.rate)
+            {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(rate)
+            if outcome == "pass":
+                t.top_asked = max(t.top_asked, step.rate)
 
     def _done(self, t: _Target) -> bool:
         low, top = t.low, t.ceiling
-        if low is None:  # nothing sustainable yet: done once the bottom of the range was tried
-            return any(r <= self.min_rate * SAME_RATE for r in t.fails + t.unknown)
+        if low is None:  # the first step (at min_rate) did not pass: nothing below it is searched
+            return bool(t.fails or t.unknown)
         if top is None:
-            return low >= self.max_rate / SAME_RATE
+            return t.top_asked >= self.max_rate / SAME_RATE
         if top not in t.fails:
             return top <= max(self.precision, GENERATOR_PRECISION) * low
         return top <= self.precision * low
@@ -90,20 +107,28 @@ class Search:
             return self.min_rate
         if len(self.steps) >= self.max_steps:
             return None
+        if self._retry is not None:  # a generator stall on a shared machine is often brief: look again once
+            return self._retry.rate
         open_targets = [t for t in self._t.values() if not self._done(t)]
         if not open_targets:
             return None
         climbing = [t for t in open_targets if t.ceiling is None]
         if climbing:  # exponential phase: everything tried so far holds for these targets
             rate = min(self.max_rate, self.factor * max(s.rate for s in self.steps))
-        else:  # bisect the widest bracket (geometric midpoint)
+        else:  # bisect the widest bracket (geometric midpoint), in rates the server got
             t = max(open_targets, key=lambda t: (t.ceiling or 0) / (t.low or self.min_rate))
             low, top = t.low, t.ceiling
             assert top is not None
-            rate = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
-        if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):
+            wanted = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
+            rate = wanted / self._got_per_asked()
+        if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):  # asked before
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
+
+    def _got_per_asked(self) -> float:
+        """How the arrivals the server got compare with the rate asked for, over the steps so far."""
+        ratios = sorted(s.arrival_rate / s.rate for s in self.steps if s.arrival_rate and s.rate > 0)
+        return ratios[len(ratios) // 2] if ratios else 1.0
 
     def brackets(self) -> dict[str, Bracket]:
         """Each target's bracket, what bounds it from above, and whether it is narrow enough."""
@@ -112,7 +137,9 @@ class Search:
             low, top = t.low, t.ceiling
             why: LimitedBy
             if top is None:
-                why = "unmeasured" if low is None else "range"
+                why = (
+                    "unmeasured" if low is None else "range"
+                )  # range: complete says whether it reached the top
             elif low is None:
                 why = "none" if top in t.fails else "generator"
             else:

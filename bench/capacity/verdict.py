@@ -40,6 +40,11 @@ class Limits:
         return max(self.slope_min_per_s, self.inflight_frac_of_rate * rate)
 
 
+def _rate(step: Step) -> float:
+    """The arrival rate the server actually got (the asked one when unknown)."""
+    return step.arrival_rate or step.rate
+
+
 def _server_faults(step: Step, lim: Limits, offload_like: bool) -> list[str]:
     """Failures that hold whatever the generator did (they count for every target)."""
     out = []
@@ -50,7 +55,7 @@ def _server_faults(step: Step, lim: Limits, offload_like: bool) -> list[str]:
     if offload_like and step.jobs_lost:
         out.append(f"{step.jobs_lost} accepted job(s) not reconciled (lost)")
     slope = step.inflight_slope_per_s
-    if slope is not None and slope > lim.inflight_limit(step.rate) and step.generator_limited is False:
+    if slope is not None and slope > lim.inflight_limit(_rate(step)) and step.generator_limited is False:
         out.append(f"requests in flight grew {slope:.1f}/s (the server fell behind)")
     return out
 
@@ -70,7 +75,7 @@ def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
         if shown is None:
             why.append("no latency")
         elif shown > limit_ms:
-            why.append(f"{shown:,.0f} ms > {limit_ms:,.0f} ms")
+            why.append(f"{shown:,.1f} ms > {limit_ms:,.0f} ms")
         if why:
             verdicts[target], reasons[target] = "fail", "; ".join(why)
         elif behind:
@@ -82,7 +87,7 @@ def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
         slope = step.backlog_slope_per_s
         if slope is None:
             why.append("no queue depth samples")
-        elif slope > lim.slope_limit(step.rate):
+        elif slope > lim.slope_limit(_rate(step)):
             why.append(f"job backlog grew {slope:.1f}/s")
         if why:
             verdicts["jobs"], reasons["jobs"] = "fail", "; ".join(why)

@@ -13,14 +13,18 @@ from bench.capacity.verdict import Limits, judge
 LIM = Limits()
 
 
-def model_server(fast_cap: float, ok_cap: float, gen_cap: float = math.inf, job_cap: float | None = None):
-    """A step function of a server whose p95 crosses 100 ms at fast_cap and 1000 ms at ok_cap."""
+def model_server(
+    fast_cap: float, ok_cap: float, gen_cap: float = math.inf, job_cap: float | None = None, got: float = 1.0
+):
+    """A step function of a server whose p95 crosses 100 ms at fast_cap and 1000 ms at ok_cap; the server
+    gets `got` times the asked rate (Poisson arrivals of a short step stray from it)."""
 
-    def measure(rate: float) -> Step:
+    def measure(asked: float) -> Step:
+        rate = asked * got
         p95 = 50.0 if rate <= fast_cap else (500.0 if rate <= ok_cap else 5000.0)
         sent = 1.0 if rate <= gen_cap else gen_cap / rate
         step = Step(
-            rate=rate, achieved_rate=min(rate, ok_cap), p50=p95 / 2, p95=p95, p99=p95 * 1.2, percentile_ms=p95,
+            rate=asked, arrival_rate=rate, achieved_rate=min(rate, ok_cap), p50=p95 / 2, p95=p95, p99=p95 * 1.2, percentile_ms=p95,
             uncorrected_ms=p95, error_rate=0.0, requests=1000, sent_on_time=sent,
             inflight_slope_per_s=0.0 if rate <= ok_cap else rate - ok_cap,
             backlog_slope_per_s=None if job_cap is None else max(0.0, rate - job_cap),
@@ -40,6 +44,13 @@ def test_brackets_narrow_to_ten_percent_around_each_limit(fast_cap, ok_cap):
         assert b[target].low <= cap < b[target].high <= 1.10 * b[target].low
         assert b[target].limited_by == "server" and b[target].complete
     assert len(search.steps) <= 20
+
+
+@pytest.mark.parametrize("got", [0.9, 1.08])
+def test_steps_are_placed_at_the_rate_the_server_got(got):
+    search = run_search(Search(10.0, 1000.0), model_server(40, 100, got=got))
+    b = search.brackets()["ok"]
+    assert b.low <= 100 < b.high <= 1.10 * b.low and b.complete
 
 
 def test_offload_like_tracks_the_job_side_separately():
@@ -75,6 +86,21 @@ def test_generator_limit_is_never_the_servers_capacity():
     assert b["ok"].limited_by == "generator" and b["ok"].low is not None and b["ok"].low <= 100
     assert b["ok"].complete and b["ok"].high <= 2 * b["ok"].low  # not narrowed further: that is the generator
     assert not any(s.verdicts["ok"] == "fail" for s in search.steps)
+
+
+def test_a_generator_stall_is_looked_at_again_once():
+    stalls = {120.0}  # the generator stalls once at 120/s (another process took the CPU), never again
+
+    def measure(rate: float) -> Step:
+        step = model_server(1000, 1000)(rate)
+        if rate in stalls:
+            stalls.discard(rate)
+            step = judge(step.model_copy(update={"sent_on_time": 0.95}), LIM, offload_like=False)
+        return step
+
+    search = run_search(Search(30.0, 480.0), measure)
+    assert [s.rate for s in search.steps][:4] == [30.0, 60.0, 120.0, 120.0]
+    assert search.brackets()["ok"].limited_by == "range" and search.brackets()["ok"].low == 480.0
 
 
 def test_generator_behind_but_server_slow_even_from_actual_send_is_the_servers_failure():
