@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from bench.capacity.command import capacity_command
 from bench.dlq_cmd import dlq_app
 from bench.errors import UsageError
 from bench.judge.baseline import baseline_app
@@ -29,6 +30,7 @@ app.command("up")(up_command)
 app.command("report")(report_command)
 app.command("gate")(gate_command)
 app.command("compare")(compare_command)
+app.command("capacity")(capacity_command)
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(dlq_app, name="dlq")
 
