@@ -192,7 +192,8 @@ def test_master_and_three_workers_started_by_hand(testapp: Server, tmp_path: Pat
     rows = _check_counts(run_dir, "noop", procs=3)
     assert len(rows) >= 300, "300/s for 3 s over three workers"
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [f"noop-{i}.csv" for i in range(3)]
-    assert not any((tmp_path / f"worker{i}").iterdir() for i in range(3)), "workers write nothing locally"
+    local = [p for i in range(3) for p in (tmp_path / f"worker{i}").rglob("*")]
+    assert not local, f"workers write nothing locally: {local}"
     gens = loadgen(run_dir, "noop")
     # a request still in flight when the workers stop is killed: sent, but neither counted nor sampled
     assert sum(g["sent"] for g in gens) >= len(rows) and all(g["sent"] > 0 for g in gens), gens
