@@ -179,6 +179,12 @@ def queue_depth(client: redis.Redis, queue: str = default_queue_name) -> dict[st
     }
 
 
+def live_workers(client: redis.Redis) -> int:
+    """Workers whose heartbeat is fresh (one ZCOUNT on keys.WORKERS; no SCAN)."""
+    now_ms = int(time.time() * 1000)
+    return int(client.zcount(keys.WORKERS, now_ms - keys.HEARTBEAT_TTL_S * 1000, "+inf"))  # type: ignore[arg-type]
+
+
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one lifecycle event (started, succeeded, retrying, dead-lettered, redriven) as structured fields."""
     if _log.isEnabledFor(level):

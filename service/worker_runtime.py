@@ -40,7 +40,6 @@ from service.settings import Settings
 from service.worker_conn import connect
 
 HEARTBEAT_EVERY_S: Final = 1.0
-HEARTBEAT_TTL_S: Final = 5
 # a SIGTERMed worker exits within shutdown_grace_s + this, whatever Redis does (a watchdog thread ends the
 # process); the jobs it could not finish run again when their claim expires
 SHUTDOWN_MARGIN_S: Final = 10.0
@@ -82,14 +81,18 @@ def claim_s(settings: Settings) -> float:
 
 
 async def _heartbeat(redis: Any, worker_id: str) -> None:
-    # SET ob:worker:<id> = now (short TTL) for /healthz; also drop expired claims from the RUNNING zset
+    # ZADD ob:workers id=now for /healthz (pruning beats older than the TTL: SIGKILLed workers); the legacy
+    # per-worker key too; and drop expired claims from the RUNNING zset
     key = keys.WORKER_HEARTBEAT_PREFIX + worker_id
     while True:
         now_s = time.time()
+        now_ms = int(now_s * 1000)
         try:
             async with redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, f"{now_s:.3f}", ex=HEARTBEAT_TTL_S)
-                pipe.zremrangebyscore(lifecycle.RUNNING, "-inf", int(now_s * 1000))
+                pipe.zadd(keys.WORKERS, {worker_id: now_ms})
+                pipe.zremrangebyscore(keys.WORKERS, "-inf", now_ms - keys.HEARTBEAT_TTL_S * 1000)
+                pipe.set(key, f"{now_s:.3f}", ex=keys.HEARTBEAT_TTL_S)
+                pipe.zremrangebyscore(lifecycle.RUNNING, "-inf", now_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
@@ -113,7 +116,10 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     with contextlib.suppress(RedisError, OSError):
-        await ctx["redis"].delete(keys.WORKER_HEARTBEAT_PREFIX + st.worker_id)
+        async with ctx["redis"].pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.WORKERS, st.worker_id)
+            pipe.delete(keys.WORKER_HEARTBEAT_PREFIX + st.worker_id)
+            await pipe.execute()
 
 
 class GracefulWorker(Worker):

@@ -90,7 +90,8 @@ def test_queue_depth_matches_a_live_worker(redis_url, client, start_worker):
     wait_for(running, 15, "two jobs running", worker)
     depth = lifecycle.queue_depth(client)
     assert depth == {"ready": 1, "deferred": 0, "in_progress": 2, "dlq": 0, "completed": 0}
-    [beat] = list(client.scan_iter(match=f"{keys.WORKER_HEARTBEAT_PREFIX}*"))
-    assert abs(float(client.get(beat)) - time.time()) < 30 and 0 < client.ttl(beat) <= 5
+    [(worker_id, beat_ms)] = client.zrange(keys.WORKERS, 0, -1, withscores=True)
+    assert abs(beat_ms / 1000 - time.time()) < 30 and lifecycle.live_workers(client) == 1
     assert worker.signal_and_wait() == 0
-    assert not client.exists(beat)  # a stopped worker is not counted by /healthz
+    assert client.zscore(keys.WORKERS, worker_id) is None  # a stopped worker is not counted by /healthz
+    assert lifecycle.live_workers(client) == 0
