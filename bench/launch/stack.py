@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from bench.errors import signals_deferred
 from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
 from bench.launch.shell import ShellProcess, http_status, shell_argv, start_values
@@ -153,7 +154,8 @@ class Stack:
             check_redis(self.external_redis_url)
         else:
             step("starting embedded Redis")
-            self.redis = EmbeddedRedis(self.redis_dir).start()
+            self.redis = EmbeddedRedis(self.redis_dir)  # held before it starts: stop() reaches it from now on
+            self.redis.start()
         service = self.target.service
         if service.url:
             self._url = ph.expand(service.url, self.values()).rstrip("/")
@@ -244,12 +246,19 @@ class Stack:
         return code
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Stop the API first (no new jobs), then workers (they finish in-flight jobs), then Redis."""
-        if self.api is not None:
-            self.api.stop(10.0)
-        for proc in self.workers:
-            proc.send(signal.SIGTERM)
-        for proc in self.workers:
-            proc.stop(grace_s)
-        if self.redis is not None:
-            self.redis.cleanup()
+        """Stop the API first (no new jobs), then workers (they finish in-flight jobs), then Redis.
+
+        A frozen Redis (redis-freeze) is resumed first, or the drain would hang on it; Ctrl-C and SIGTERM
+        arriving meanwhile are ignored, so a second signal cannot leave workers or Redis running (issue 14.11).
+        """
+        with signals_deferred():
+            if self.redis is not None:
+                self.redis.thaw()
+            if self.api is not None:
+                self.api.stop(10.0)
+            for proc in self.workers:
+                proc.send(signal.SIGTERM)
+            for proc in self.workers:
+                proc.stop(grace_s)
+            if self.redis is not None:
+                self.redis.cleanup()
