@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from loadtests._arrivals import arrival_times, per_stream_cap, stream_seed
 from loadtests._options import load_options
 from loadtests._payload import PayloadMaker, parse_mix
 from loadtests._stages import users_at
-from tests.loadtests.helpers import run_locust
+from tests.loadtests.helpers import REPO, run_locust
 
 
 def test_constant_arrivals_are_evenly_spaced_from_a_seeded_phase() -> None:
@@ -155,3 +157,39 @@ def test_fast_sample_rows_are_exactly_what_csv_writer_writes() -> None:
     parsed = list(csv.reader(io.StringIO(fast)))
     assert parsed[0][:4] == ["1764694800.000100", "1764694800.000123", "1.235", "1.258"]
     assert [row[11] for row in parsed] == ["s-1", "", "", 'a,b"c', ""]
+
+
+CLOCK_PROBE = """
+import sys, time
+from gevent import monkey; monkey.patch_all()
+import loadtests._clock as clock
+if sys.argv[1] == "fallback":
+    clock._LIBC = None
+c = clock.Clock()
+precise = c.precise
+late = []
+for i in range(20):
+    ts = time.time() + 0.005
+    assert c.wait_until(ts, lambda: False, 0.1)
+    late.append(time.time() - ts)
+stopped = c.wait_until(time.time() + 5, lambda: True, 0.1)
+c.close()
+print(precise if sys.argv[1] != "fallback" else "fallback", min(late), sorted(late)[10], stopped)
+"""
+
+
+@pytest.mark.parametrize("kind", ["timerfd", "fallback"])
+def test_clock_waits_until_the_time_and_sees_a_stop(kind: str) -> None:
+    """Never early, late by well under a millisecond at the median (10x margin), a stop ends the wait."""
+    out = subprocess.run(
+        [sys.executable, "-c", CLOCK_PROBE, kind],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    precise, earliest, median, stopped = out.stdout.split()
+    assert precise == ("True" if kind == "timerfd" else "fallback")
+    assert float(earliest) >= 0.0 and float(median) < 0.002 and stopped == "False"
