@@ -51,6 +51,7 @@ def _base_run_config(cfg: CapacityConfig, steps_dir: Path) -> RunConfig:
     overrides: dict[str, Any] = {
         "duration_s": cfg.step_duration_s, "warmup_s": cfg.warmup, "drain_timeout_s": DRAIN_S,
         "processes": cfg.processes, "max_in_flight": cfg.max_in_flight, "host": cfg.host, "out": steps_dir,
+        "redis_url": cfg.redis_url,
         "workers": min(cfg.workers), "modes": cfg.modes, "work": {},
     }  # fmt: skip
     if cfg.target is not None:
@@ -141,7 +142,14 @@ def _result(session: _Session, cap_dir: Path, status: str, extra_notes: list[str
         id=cap_dir.name, created_ts=time.time(), status=status,
         meta=run_metadata(), config=cfg.model_dump(mode="json"), modes=modes,
     )  # fmt: skip
-    need_rates = [r for m in modes.values() for r in (m.max_rate.ok, m.max_rate.fast) if r is not None]
+    # "at R req/s you need N workers" for the rates each mode holds (noop, the floor, creates no work)
+    need_rates = [
+        r
+        for name, m in modes.items()
+        if name != "noop"
+        for r in (m.max_rate.ok, m.max_rate.fast)
+        if r is not None
+    ]
     meta_cores = res.meta.get("cpu_count")
     res = assemble(res, session.workers, meta_cores if isinstance(meta_cores, int) else None, need_rates)
     for w in session.workers.values():
@@ -168,6 +176,7 @@ def capacity_command(
     modes: str = typer.Option(None, help="comma-separated modes to search (default: all)"),
     target: Path = typer.Option(None, help="a target file (TOML): the service to start and its requests"),
     host: str = typer.Option(None, help="an API already running at this URL (its API side only)"),
+    redis_url: str = typer.Option(None, help="with --host: the service's Redis, to watch its job side too"),
     percentile: str = typer.Option("p95", help="the percentile judged against 100 ms / 1000 ms"),
     step_duration: str = typer.Option("8s", help="load time of each step (whole seconds), e.g. 8s, 20s"),
     warmup: str = typer.Option(None, help="excluded from each step (default: a fifth of it, at most 5s)"),
@@ -186,7 +195,7 @@ def capacity_command(
     try:
         cfg = make_config({
             "modes": [m.strip() for m in modes.split(",") if m.strip()] if modes is not None else None,
-            "target": target, "host": host, "percentile": percentile,
+            "target": target, "host": host, "redis_url": redis_url, "percentile": percentile,
             "step_duration_s": parse_duration_s(step_duration),
             "warmup_s": parse_duration_s(warmup) if warmup is not None else None,
             "min_rate": min_rate, "max_rate": max_rate, "workers": parse_workers(workers),
@@ -209,6 +218,12 @@ def capacity_command(
         jobs_side = set(job_modes(base))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if jobs_side and cfg.host and not base.redis_url:
+        # the job side is watched through the service's Redis: without it only the API side is measured
+        console.print(
+            f"{', '.join(sorted(jobs_side))}: API side only (give --redis-url to watch the jobs too)"
+        )
+        jobs_side = set()
     with Progress(*columns, console=console) as progress:
         session = _Session(cfg, base, progress)
         session.job_modes = jobs_side

@@ -23,6 +23,7 @@ class CapacityConfig(BaseModel):
     modes: list[str] | None = Field(None, description="modes to search (default: every mode of the target)")
     target: Path | None = None
     host: str | None = None
+    redis_url: str | None = None
     percentile: str = "p95"
     # 8 s steps (1.6 s warm-up): ~24 steps of three modes and two worker counts fit in 6 min on 2 cores
     # (each step also starts and stops its own stack and analyses its run); 20 s gives tighter numbers

@@ -85,12 +85,12 @@ def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
     if offload_like:
         why = [c for c in common if "lost" in c or "no responses" in c]
         slope = step.backlog_slope_per_s
-        if slope is None:
-            why.append("no queue depth samples")
-        elif slope > lim.slope_limit(_rate(step)):
+        if slope is not None and slope > lim.slope_limit(_rate(step)):
             why.append(f"job backlog grew {slope:.1f}/s")
         if why:
             verdicts["jobs"], reasons["jobs"] = "fail", "; ".join(why)
+        elif slope is None:  # nothing watched the queue: the job side is not known, not failed
+            verdicts["jobs"], reasons["jobs"] = "unknown", "no queue depth samples"
         else:
             verdicts["jobs"] = "unknown" if behind else "pass"
             if behind:
