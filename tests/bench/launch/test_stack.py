@@ -16,7 +16,7 @@ from bench.launch.redis_server import free_port
 from bench.launch.stack import Stack, TargetStartError
 from targets import load_target, parse_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "fastapi_arq" / "target.toml"
 MODES = '\n[modes.get]\nmethod = "GET"\npath = "/"\n'
 
