@@ -22,7 +22,7 @@ from service.jsonlog import log_config
 from service.metrics import Registry
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routes import AppState, router
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger("service.api")
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = make_redis(cfg)
         app.state.offload = AppState(settings=cfg, redis=redis, registry=registry)
-        log.info("api started", extra={"redis_url": cfg.redis_url, "work": cfg.work.model_dump()})
+        log.info("api started", extra={"redis_url": redact_url(cfg.redis_url), "work": cfg.work.model_dump()})
         try:
             yield
         finally:

@@ -24,7 +24,7 @@ from service.job import backfill_source
 from service.jsonlog import log_config
 from service.parking import EvictionRiskError
 from service.settings import Settings
-from service.worker_conn import redis_settings
+from service.worker_conn import load_job, redis_settings
 from service.worker_runtime import (
     GracefulWorker,
     WorkerState,
@@ -51,6 +51,7 @@ def worker_kwargs(settings: Settings, state: WorkerState) -> dict[str, Any]:
         "poll_delay": settings.poll_delay_s,
         "job_timeout": arq_timeout_s,
         "max_tries": ARQ_MAX_TRIES,
+        "job_deserializer": load_job,  # plain data only: never unpickles code from Redis
         "keep_result": 0,  # nobody reads arq results; at 10k jobs they would only cost memory
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-from typing import Final
+import pickle
+from typing import Any, Final
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.retry import Retry as RedisRetry
@@ -13,6 +15,24 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from service.settings import Settings
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(
+            f"refused: the payload names {module}.{name} (only plain data is accepted)"
+        )
+
+
+def load_job(data: bytes) -> Any:
+    """arq's job deserializer for our worker: pickle restricted to plain data (no globals, so no code).
+
+    Our payloads are arq's pickle of {t, f, a, k, et} with str/int/tuple/dict values: a stock arq worker
+    still runs them unchanged, while our worker cannot be made to import and call anything by whoever can
+    write to Redis. A refused payload ends in the DLQ (parking.py) with its bytes.
+    """
+    return _DataOnlyUnpickler(io.BytesIO(data)).load()
+
 
 CONNECT_RETRIES: Final = 30  # at start, wait up to ~30 s for Redis (as arq's create_pool did)
 log = logging.getLogger("service.worker")

@@ -11,6 +11,9 @@ import redis
 from arq.constants import default_queue_name
 
 from service import keys
+from tests.service import test_worker as support
+
+start_worker = support.start_worker  # fixture
 
 BODY = {"user_id": "user-1", "name": "calendar"}
 
@@ -262,3 +265,24 @@ def test_error_paths_never_reach_the_last_resort_handler(start_api) -> None:  # 
         assert resp.headers["content-type"].startswith("application/json")
     assert 'status="500"' not in text
     assert "unhandled error" not in api.log() and "Traceback" not in api.log()
+
+
+def test_a_redis_url_with_a_password_works_end_to_end_and_is_not_logged(
+    start_api, redis_url: str, client: redis.Redis, start_worker
+) -> None:
+    # the test Redis has a password (like the CLI's embedded one): the API and the worker both use it
+    password = redis.connection.parse_url(redis_url).get("password")
+    assert password, "the test Redis must require a password"
+    api = start_api()
+    worker = start_worker()
+    with httpx.Client(base_url=api.url) as c:
+        accepted = c.post("/offload/sources", json=BODY).json()
+        deadline = time.monotonic() + 15
+        while c.get(f"/sources/{accepted['source_id']}").json()["state"] != "done":
+            assert time.monotonic() < deadline, worker.log()[-2000:]
+            time.sleep(0.05)
+    no_password = redis_url.replace(f":{password}@", "@")
+    wrong = start_api(redis_url_override=no_password)
+    with httpx.Client(base_url=wrong.url) as c:
+        assert c.get("/healthz").status_code == 503  # the password is enforced, and the API says so
+    assert password not in api.log() and password not in wrong.log() and password not in worker.log()

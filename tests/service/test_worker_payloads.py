@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import pickle
+from typing import Any
 
 import pytest
 import redis
@@ -80,3 +83,26 @@ def test_a_redis_that_can_evict_is_refused_or_warned_of(
     finally:
         client.config_set("maxmemory-policy", old["maxmemory-policy"])
         client.config_set("maxmemory", old["maxmemory"])
+
+
+class _Mkdir:
+    """Unpickling this calls os.mkdir(path): what a hostile payload in arq:job:* could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (self.path,))
+
+
+def test_the_worker_never_unpickles_code_from_redis(redis_url, client, start_worker, tmp_path):
+    # issue 14.7: our payloads are plain data (str, int, tuple, dict); a pickle naming any global is refused
+    marker = tmp_path / "pwned"
+    hostile = {"t": None, "f": keys.JOB_FUNCTION, "a": (_Mkdir(str(marker)),), "k": {}, "et": 1}
+    client.set("arq:job:hostile", pickle.dumps(hostile))
+    client.zadd("arq:queue", {"hostile": 1})
+    [ours] = enqueue(redis_url, ["fine"])  # and our own jobs still run
+    worker = start_worker()
+    wait_for(lambda: client.hexists(keys.DLQ, "hostile"), 15, "the hostile job parked", worker)
+    wait_for(all_in_state(client, [ours], "done"), 15, "our job done", worker)
+    assert not marker.exists()
