@@ -6,11 +6,12 @@ import logging
 import time
 from typing import Any
 
-from loadtests._capture import SampleFiles, job_ids
+from loadtests._capture import SampleFiles
 from loadtests._jobside import JobSide, connect
 from loadtests._loadgen import write_loadgen
 from loadtests._options import LoadOptions
 from loadtests._runfolder import build_report, open_run_dir, start_patch
+from loadtests._target import load as load_target
 from runfolder.rundir import update_run_json
 
 _log = logging.getLogger("loadtests")
@@ -30,10 +31,10 @@ class RunOwner:
         update_run_json(self.run_dir, start_patch(self.run_dir, opts, parsed, processes, self.start_ts, host))
         self.files: SampleFiles | None = SampleFiles(self.run_dir)
         self.jobside: JobSide | None = None
-        if opts.mode == "offload":
-            client = connect(opts.redis_url)
-            if client is not None:
-                self.jobside = JobSide(client, self.run_dir, opts.mode)
+        if opts.job_mode:  # the target's answers carry job ids: learn their fates with its tracker
+            tracker = connect(load_target(opts.target)[0], opts.redis_url, host or "")
+            if tracker is not None:
+                self.jobside = JobSide(tracker, self.run_dir, opts.mode)
         _log.info("run folder: %s (%s model, mode %s)", self.run_dir, opts.model, opts.mode)
 
     def write_samples(self, mode: str, proc: str, text: str, rows: int) -> None:
@@ -60,9 +61,9 @@ class RunOwner:
             jobside, self.jobside = self.jobside, None
             drain_s = jobside.drain(opts.drain_timeout_s)
             jobside.stop()
-            exported = jobside.export(job_ids(files.paths(opts.mode)))
+            exported = jobside.export(files.paths(opts.mode), opts.drain_timeout_s)
             jobside.close()
-            patch_mode.update(drain_s=drain_s, jobs_exported=exported)
+            patch_mode.update(drain_s=drain_s, jobs_exported=exported, tracker=jobside.info())
         samples = files.count(opts.mode)
         files.close()
         self.files = None  # a worker batch arriving after this is reported, not written to a closed file

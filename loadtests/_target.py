@@ -6,6 +6,7 @@ requests itself (targets.request: a few string joins per request) and checks the
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import urllib.parse
@@ -19,10 +20,12 @@ from targets.request import Request, RequestBuilder
 DETAIL_CHARS: Final = 120
 MISSING_JOB_ID: Final = "no job id in the answer"
 DUPLICATE_JOB_ID: Final = "duplicate job id"
+SOURCE_ID_BODY_MAX: Final = 4096  # answers up to this size are decoded for a source_id (samples' column)
 
 
+@functools.lru_cache(maxsize=8)
 def load(path: str) -> tuple[Target, Path]:
-    """The target of --target (empty: the built-in one); TargetError when unusable."""
+    """The target of --target (empty: the built-in one), read once per process; TargetError when unusable."""
     return load_target(path or None)
 
 
@@ -89,16 +92,20 @@ class ModeClient:
                 f"HTTP {status}, expected {want}" + (f": {str(detail)[:DETAIL_CHARS]}" if detail else "")
             )
             return
+        content = resp.content or b""
+        if not builder.job_path and len(content) > SOURCE_ID_BODY_MAX:
+            resp.success()  # a large answer without a job id to read: not worth decoding
+            return
+        try:
+            data = json.loads(content or b"null")
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("source_id"), str):
+            resp.request_meta["context"]["source_id"] = data["source_id"]  # the sample service's id
         if not builder.job_path:
             resp.success()
             return
-        try:
-            data = json.loads(resp.content or b"null")
-        except ValueError:
-            data = None
         context = resp.request_meta["context"]
-        if isinstance(data, dict) and isinstance(data.get("source_id"), str):
-            context["source_id"] = data["source_id"]  # the sample service's id, kept in the samples
         job_id = builder.job_id(data)
         if job_id is None:
             resp.failure(f"{MISSING_JOB_ID} ({'.'.join(builder.job_path)})")

@@ -1,13 +1,14 @@
-"""The sources API under load: POST /<mode>/sources, closed model (users) or open model (--arrival-rate).
+"""The target's API under load: one mode's request, closed model (users) or open model (--arrival-rate).
 
-    locust -f loadtests/ --host http://127.0.0.1:8000 [--config loadtests/locust.conf] --mode offload ...
+    locust -f loadtests/ --host http://127.0.0.1:8000 [--target FILE] --mode offload ...
 
-Every request is captured into the run folder (see loadtests/_hooks.py); --shape activates StagesShape.
+The request of each mode comes from the target file (--target; default: the built-in sample service, whose
+modes POST /<mode>/sources). Every request is captured into the run folder (see loadtests/_hooks.py);
+--shape activates StagesShape.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,57 +18,27 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from loadtests._arrivals import arrival_times, stream_seed
 from loadtests._hooks import current
 from loadtests._open import run_stream
-from loadtests._options import EXPECTED_STATUS
-from loadtests._payload import PayloadMaker
 from loadtests._shape import StagesShape
+from loadtests._target import ModeClient, Padding, load, values_for
+from targets.request import Request
 
 __all__ = ["ApiUser", "SourcesUser", "StagesShape"]
 
-DETAIL_CHARS = 120
-# what Locust's json= adds; the body is encoded by us so the open model can build it ahead of its arrival
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_CLIENTS: dict[str, ModeClient] = {}
 
 
-def check_response(resp: Any, mode: str) -> None:
-    """Mark a semantic failure: offload must answer 202 with a job_id, noop/sync 201 with a source_id.
-
-    The ids go into the request context, where the sample capture reads them.
-    """
-    status = resp.status_code
-    if not status:
-        return  # no response at all: Locust reports the connection error itself
-    expected = EXPECTED_STATUS[mode]
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if status != expected:
-        detail = data.get("detail") if isinstance(data, dict) else None
-        resp.failure(
-            f"HTTP {status}, expected {expected}" + (f": {str(detail)[:DETAIL_CHARS]}" if detail else "")
-        )
-        return
-    if not isinstance(data, dict):
-        resp.failure(f"HTTP {status} without a JSON object body")
-        return
-    context = resp.request_meta["context"]
-    source_id = data.get("source_id")
-    if isinstance(source_id, str) and source_id:
-        context["source_id"] = source_id
-    else:
-        resp.failure(f"HTTP {status} without a source_id")
-        return
-    if mode == "offload":
-        job_id = data.get("job_id")
-        if not (isinstance(job_id, str) and job_id):
-            resp.failure("HTTP 202 without a job_id")
-            return
-        context["job_id"] = job_id
-    resp.success()
+def mode_client(opts: Any, host: str, proc_index: int) -> ModeClient:
+    """This load process's client of a mode: one per process, so {seq} and duplicate ids span its users."""
+    client = _CLIENTS.get(opts.mode)
+    if client is None:
+        target, _ = load(opts.target)
+        client = ModeClient(target, opts.mode, values_for(host, opts.redis_url), proc_index)
+        _CLIENTS[opts.mode] = client
+    return client
 
 
 class ApiUser(FastHttpUser):
-    """One user of the sources API; the mode and the load model come from the offload-bench arguments."""
+    """One user of the target's API; the mode and the load model come from the offload-bench arguments."""
 
     abstract = True
     wait_time = constant(0)
@@ -80,29 +51,28 @@ class ApiUser(FastHttpUser):
             self.concurrency = max(self.concurrency, capture.stream_cap())
         super().__init__(environment)
         self._capture = capture
-        self._path = self.opts.path
-        self._name = self.opts.path
         proc_index, stream_index = capture.next_stream()
         self._seed = stream_seed(self.opts.seed, proc_index, stream_index)
-        self._payloads = PayloadMaker(
-            self.opts.payload_mix, self._seed, prefix=f"lt{proc_index}-{stream_index}"
-        )
+        self._mode = mode_client(self.opts, self.host or "", proc_index)
+        self._padding = Padding(self.opts.payload_mix, self._seed)
 
-    def body(self) -> str:
-        """The next request body, JSON-encoded (the open model builds it before the arrival is due)."""
-        return json.dumps(self._payloads.make())
+    def prepare(self) -> Request:
+        """The next request (the open model builds it before the arrival is due)."""
+        return self._mode.request(self._padding)
 
-    def send(self, intended_ts: float | None, body: str | None = None) -> None:
-        """POST one source; intended_ts is the open model's scheduled start (None: closed model)."""
-        with self.client.post(
-            self._path,
-            data=self.body() if body is None else body,
-            headers=JSON_HEADERS,
-            name=self._name,
+    def send(self, intended_ts: float | None, req: Request | None = None) -> None:
+        """Send one request of the mode; intended_ts is the open model's scheduled start (None: closed model)."""
+        req = req or self.prepare()
+        with self.client.request(
+            req.method,
+            req.path,
+            data=req.body,
+            headers=req.headers,
+            name=self._mode.name,
             catch_response=True,
             context={"intended_ts": intended_ts},
         ) as resp:
-            check_response(resp, self.opts.mode)
+            self._mode.check(resp)
 
     @task
     def act(self) -> None:
@@ -121,9 +91,9 @@ class ApiUser(FastHttpUser):
             stats,
             stopping=lambda: self._state == LOCUST_STATE_STOPPING,
             stop_timeout_s=float(self.environment.stop_timeout or 0),
-            prepare=self.body,
+            prepare=self.prepare,
         )
 
 
 class SourcesUser(ApiUser):
-    """POST /<--mode>/sources."""
+    """The --mode request of the --target file."""

@@ -24,7 +24,11 @@ class Service(_Strict):
 
     api: str | None = Field(None, min_length=1, description="shell command of the API; use {port}")
     worker: str | None = Field(None, min_length=1, description="shell command of one worker process")
-    ready: str = Field("/", pattern=r"^/", description="GET path that answers 2xx once the API is up")
+    ready: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="GET path that answers 2xx once the API is up (default: any answer to /)",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="environment of api and worker")
     url: str | None = Field(None, pattern=r"^https?://", description="an API already running")
 
@@ -121,6 +125,11 @@ class Target(_Strict):
     def starts_processes(self) -> bool:
         """True when offload-bench starts the API (and workers) itself."""
         return self.service.api is not None
+
+    @property
+    def ready_path(self) -> str:
+        """The path polled until the API is up."""
+        return self.service.ready or "/"
 
     def offload_modes(self) -> list[str]:
         """Modes whose answers carry a job id."""

@@ -32,7 +32,7 @@ class Request:
 
     method: str
     path: str
-    body: bytes | None
+    body: str | None  # encoded by the HTTP client (UTF-8)
     headers: dict[str, str]
 
 
@@ -71,12 +71,12 @@ class RequestBuilder:
         """The next request; extra_json (`"k":v,...`) is added to a JSON object body (payload padding)."""
         seq = next(self._seq)
         uid = uuid.uuid4().hex if self._needs_uuid else None
-        body: bytes | None = None
+        body: str | None = None
         if self._body is not None:
             text = _fill(self._body, seq, uid)
             if extra_json and self._is_object:
                 text = text[:-1] + "," + extra_json + "}"
-            body = text.encode()
+            body = text
         return Request(
             self.method,
             _fill(self._path, seq, uid),

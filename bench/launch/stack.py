@@ -22,6 +22,7 @@ from bench.errors import signals_deferred
 from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
 from bench.launch.shell import ShellProcess, http_status, shell_argv, start_values
+from runfolder.redact import redact
 from service.settings import WorkProfile
 from targets import Target, load_target
 from targets import placeholders as ph
@@ -44,7 +45,7 @@ def check_redis(url: str, timeout_s: float = 2.0) -> None:
     try:
         client.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise StackError(f"Redis at {url} is unreachable: {exc}") from None
+        raise StackError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from None
     finally:
         client.close()
 
@@ -202,7 +203,8 @@ class Stack:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""
-        url = self.api_url + self.target.service.ready
+        url = self.api_url + self.target.ready_path
+        strict = self.target.service.ready is not None  # without a ready path any HTTP answer means "up"
         deadline = time.monotonic() + timeout_s
         while True:
             for proc in [self.api, *self.workers]:
@@ -212,14 +214,11 @@ class Stack:
                         f"{proc.log_tail(LOG_LINES_SHOWN) or 'no output'} (log: {proc.log_path})"
                     )
             status = http_status(url)
-            if 200 <= status < 300 and self._workers_up():
+            up = 200 <= status < 300 if strict else status > 0
+            if up and self._workers_up():
                 return
             if time.monotonic() > deadline:
-                what = (
-                    f"GET {url} answered {status or 'nothing'}"
-                    if not 200 <= status < 300
-                    else "workers not up"
-                )
+                what = f"GET {url} answered {status or 'nothing'}" if not up else "workers not up"
                 tail = self.api.log_tail(LOG_LINES_SHOWN) if self.api is not None else ""
                 raise TargetStartError(
                     f"the target was not ready within {timeout_s:.0f} s ({what})"

@@ -13,23 +13,29 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench.errors import UsageError, interrupt_on_sigterm
+from bench.errors import UsageError, interrupt_on_sigterm, signals_deferred
 from bench.launch.redis_server import port_in_use
-from bench.launch.stack import Stack, StackError, check_redis, http_get_json
-from bench.run.config import ConfigError, RunConfig, load_config
-from bench.run.faults import Fault, FaultError, FaultInjector, parse_fault, rate_overrides
+from bench.launch.shell import http_status
+from bench.launch.stack import Stack, StackError, TargetStartError, check_redis
+from bench.run.config import ConfigError, RunConfig, job_modes, load_config, target_of
+from bench.run.faults import REDIS_FAULTS, Fault, FaultError, FaultInjector, parse_fault, rate_overrides
 from bench.run.loadrun import LoadError, run_mode
 from bench.run.options import overrides, run_parameters
 from bench.run.results import print_results
 from runfolder.load import load_section
 from runfolder.rundir import create_run_dir, update_run_json
 from runfolder.schema import FAULTS_FILE
+from targets import Target
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 
 
 def preflight(cfg: RunConfig) -> None:
-    """Usage errors found before anything starts: a busy port, an unreachable Redis or host."""
+    """Usage errors found before anything starts: a busy port, an unreachable Redis or host, a bad target."""
+    try:
+        target, _ = target_of(cfg)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     if cfg.port and port_in_use(cfg.port):
         raise UsageError(f"port {cfg.port} is already in use (pick another with --port, or 0 for a free one)")
     try:
@@ -38,9 +44,8 @@ def preflight(cfg: RunConfig) -> None:
     except StackError as exc:
         raise UsageError(str(exc)) from None
     if cfg.host:
-        status, _ = http_get_json(cfg.host + "/healthz", timeout_s=3)
-        if status == 0:
-            raise UsageError(f"the API at {cfg.host} does not answer (GET /healthz)")
+        if http_status(cfg.host + target.ready_path, timeout_s=3) == 0:
+            raise UsageError(f"the API at {cfg.host} does not answer (GET {target.ready_path})")
 
 
 def _analyse(run_dir: Path, progress: Progress) -> dict[str, Any] | None:
@@ -58,18 +63,40 @@ def _parse_faults(cfg: RunConfig) -> list[Fault]:
         faults = [parse_fault(spec, cfg.duration_s) for spec in cfg.faults]
     except FaultError as exc:
         raise UsageError(str(exc)) from None
-    if faults and "offload" not in cfg.modes:
-        raise UsageError("--fault acts during the offload phase: add offload to --modes")
+    if faults and not job_modes(cfg):
+        raise UsageError(
+            "--fault acts during the offload phase: add an offload-like mode (one with job_id) to --modes"
+        )
     needs_stack = [f.name for f in faults if f.name.startswith(("worker-", "redis-"))]
     if needs_stack and cfg.host:
         raise UsageError(f"--fault {needs_stack[0]} needs the stack this command starts (drop --host)")
-    if "redis-restart" in needs_stack and cfg.redis_url:
-        raise UsageError("--fault redis-restart needs the embedded Redis (drop --redis-url)")
+    on_redis = [name for name in needs_stack if name in REDIS_FAULTS]
+    if on_redis and cfg.redis_url:
+        raise UsageError(f"--fault {on_redis[0]} needs the embedded Redis (drop --redis-url)")
     return faults
+
+
+def fault_phase(cfg: RunConfig) -> str:
+    """The mode whose load faults hit: offload when selected, else the first offload-like mode."""
+    jobs = job_modes(cfg)
+    return "offload" if "offload" in jobs else (jobs[0] if jobs else "")
+
+
+def target_section(cfg: RunConfig, target: Target, path: Path) -> dict[str, Any]:
+    """run.json "target": which file was measured and what each mode sends."""
+    return {
+        "file": str(path),
+        "builtin": cfg.target is None,
+        "tracker": target.jobs.tracker,
+        "starts": "url" if target.service.url else "api",
+        "modes": {m: {"method": target.modes[m].method, "path": target.modes[m].path,
+                      "job_id": target.modes[m].job_id} for m in cfg.modes},
+    }  # fmt: skip
 
 
 def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
     """One full comparison into a new run folder; returns (run folder, exit code)."""
+    target, target_file = target_of(cfg)
     run_dir = create_run_dir(cfg.out)
     update_run_json(
         run_dir,
@@ -79,21 +106,22 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
             "workers": cfg.workers if cfg.host is None else None,
             "redis": "external" if cfg.redis_url else ("unknown" if cfg.host else "embedded"),
             "config": json.loads(cfg.model_dump_json()),
+            "target": target_section(cfg, target, target_file),
             # service settings set in the environment (e.g. OFFLOAD_INJECT_DELAY_MS, OFFLOAD_JOB_TIMEOUT_S)
             "service_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OFFLOAD_")},
         },
     )  # fmt: skip
     console.print(f"run folder: {run_dir}")
     stack: Stack | None = None
-    injector = FaultInjector(None, faults)
+    injector = FaultInjector(None, faults, fault_phase(cfg))
     status, code, error = "interrupted", 130, ""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         try:
             if cfg.host is None:
                 stack = Stack(
-                    run_dir / "logs", workers=cfg.workers, work=cfg.work,
-                    redis_url=cfg.redis_url, api_port=cfg.port, redis_dir=None,
+                    run_dir / "logs", target=target, target_dir=target_file.parent, workers=cfg.workers,
+                    work=cfg.work, redis_url=cfg.redis_url, api_port=cfg.port, redis_dir=None,
                 )  # fmt: skip
                 task = progress.add_task("starting the stack", total=None)
                 stack.start(step=lambda msg: progress.update(task, description=msg))
@@ -107,18 +135,21 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
             status, code = "complete", 0
         except KeyboardInterrupt:
             error = "interrupted: stopped every process this run started"
+        except TargetStartError as exc:  # the target's commands did not come up: a usage error
+            status, code, error = "failed", 2, str(exc)
         except (StackError, LoadError) as exc:
             status, code, error = "partial", 1, str(exc)
         finally:
-            if faults:
-                records = injector.join()
-                # stored once, in faults.json (analysis reads run.json "faults" only from older folders)
-                (run_dir / FAULTS_FILE).write_text(json.dumps(records, indent=2) + "\n")
-            if stack is not None:
-                task = progress.add_task("stopping the stack", total=None)
-                stack.stop()
-                progress.update(task, description="stack stopped", total=1, completed=1)
-            update_run_json(run_dir, {"status": status, "finished_ts": time.time()})
+            with signals_deferred():  # a second Ctrl-C/SIGTERM cannot cut the stop short (issue 14.11)
+                if faults:
+                    records = injector.join()
+                    # stored once, in faults.json (analysis reads run.json "faults" only from older folders)
+                    (run_dir / FAULTS_FILE).write_text(json.dumps(records, indent=2) + "\n")
+                if stack is not None:
+                    task = progress.add_task("stopping the stack", total=None)
+                    stack.stop()
+                    progress.update(task, description="stack stopped", total=1, completed=1)
+                update_run_json(run_dir, {"status": status, "finished_ts": time.time()})
         summary = None
         if any((run_dir / "samples").glob("*.csv")):
             try:

@@ -11,10 +11,11 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from runfolder.load import LoadSettings
 from service.settings import WorkProfile
+from targets import Target, TargetError, load_target
 
 DEFAULT_CONFIG_FILE = Path("offload-bench.toml")
 Mode = Literal["noop", "sync", "offload"]
-ALL_MODES: tuple[Mode, ...] = ("noop", "sync", "offload")
+ALL_MODES: tuple[Mode, ...] = ("noop", "sync", "offload")  # the built-in target's modes
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
@@ -44,8 +45,12 @@ class RunConfig(LoadSettings):
 
     model_config = ConfigDict(extra="forbid")
 
-    modes: list[Mode] = Field(
-        default_factory=lambda: list(ALL_MODES), description="comma-separated modes: noop,sync,offload"
+    target: Path | None = Field(
+        None, description="target file: the service to measure (default: the built-in sample service)"
+    )
+    modes: list[str] = Field(
+        default_factory=list,
+        description="comma-separated modes of the target (default: all, e.g. noop,sync,offload)",
     )
     workers: int = Field(1, ge=0, le=64, description="arq worker processes")
     redis_url: str | None = Field(None, description="an external Redis (default: a private embedded one)")
@@ -64,9 +69,6 @@ class RunConfig(LoadSettings):
     @field_validator("modes", mode="before")
     @classmethod
     def _modes(cls, value: list[str]) -> list[str]:
-        unknown = [m for m in value if m not in ALL_MODES]
-        if unknown:
-            raise ValueError(f"unknown mode {unknown[0]!r} (choose from {', '.join(ALL_MODES)})")
         if not value:
             raise ValueError("at least one mode is needed")
         if len(set(value)) != len(value):
@@ -109,6 +111,31 @@ def _one_line(exc: ValidationError) -> str:
     return f"{where}: {msg}{more}" if where != "config" else f"{msg}{more}"
 
 
+def target_of(cfg: RunConfig) -> tuple[Target, Path]:
+    """The run's target (its file, or the built-in one) and the file's path; ConfigError when unusable."""
+    try:
+        return load_target(cfg.target)
+    except TargetError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def job_modes(cfg: RunConfig) -> list[str]:
+    """The run's modes whose answers carry a job id (offload-like: the job side and faults act there)."""
+    target, _ = target_of(cfg)
+    return [m for m in cfg.modes if target.modes[m].job_id]
+
+
+def _resolve_modes(cfg: RunConfig) -> None:
+    """Default to every mode of the target; refuse a mode the target does not have."""
+    target, path = target_of(cfg)
+    if not cfg.modes:
+        cfg.modes = list(target.modes)
+    unknown = [m for m in cfg.modes if m not in target.modes]
+    if unknown:
+        where = "the built-in target" if cfg.target is None else str(path)
+        raise ConfigError(f"modes: unknown mode {unknown[0]!r} ({where} has {', '.join(target.modes)})")
+
+
 def load_config(config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """Defaults < TOML file (given, or ./offload-bench.toml if present) < explicit CLI options."""
     data: dict[str, Any] = {}
@@ -132,6 +159,8 @@ def load_config(config_file: Path | None, overrides: dict[str, Any]) -> RunConfi
         if work:
             base = RunConfig.model_fields["work"].get_default(call_default_factory=True)
             data["work"] = WorkProfile.model_validate({**base.model_dump(), **work})
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+    _resolve_modes(cfg)
+    return cfg

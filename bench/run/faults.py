@@ -1,4 +1,5 @@
-"""Faults injected at a set time during the offload phase of a run: worker signals, a Redis restart, failure rates."""
+"""Faults injected at a set time during the offload phase of a run: worker signals, a Redis restart or freeze,
+failure rates."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from bench.launch.stack import Stack
 
 WORKER_FAULTS = {"worker-sigterm": signal.SIGTERM, "worker-sigkill": signal.SIGKILL}
 RATE_FAULTS = {"transient-failures": {"transient_rate": 0.3}, "poison": {"poison_rate": 0.05}}
-FAULT_NAMES = (*WORKER_FAULTS, "redis-restart", *RATE_FAULTS)
+REDIS_FAULTS = ("redis-restart", "redis-freeze")  # they act on the embedded Redis process
+FAULT_NAMES = (*WORKER_FAULTS, *REDIS_FAULTS, *RATE_FAULTS)
 _SPEC = re.compile(r"^(?P<name>[a-z-]+)(?:@(?P<at>\d+(?:\.\d+)?)s?)?(?::(?P<down>\d+(?:\.\d+)?)s?)?$")
 
 
@@ -23,7 +25,7 @@ class FaultError(ValueError):
 
 @dataclass
 class Fault:
-    """One fault: name, when (seconds into the offload phase) and, for redis-restart, how long Redis stays down."""
+    """One fault: name, when (seconds into the offload phase) and, for redis-*, how long Redis stays down."""
 
     name: str
     at_s: float
@@ -33,7 +35,7 @@ class Fault:
 
 
 def parse_fault(spec: str, duration_s: float) -> Fault:
-    """NAME[@SECONDS][:DOWN_SECONDS], e.g. worker-sigkill@10s or redis-restart@12:3; default at 1/3 of the run."""
+    """NAME[@SECONDS][:DOWN_SECONDS], e.g. worker-sigkill@10s or redis-freeze@10s:30s; default at 1/3 of the run."""
     match = _SPEC.match(spec.strip())
     if not match or match["name"] not in FAULT_NAMES:
         raise FaultError(
@@ -56,15 +58,17 @@ def rate_overrides(faults: list[Fault]) -> dict[str, float]:
 class FaultInjector:
     """Fire due faults (called from the run loop); each runs in a thread so progress keeps moving."""
 
-    def __init__(self, stack: Stack | None, faults: list[Fault]) -> None:
+    def __init__(self, stack: Stack | None, faults: list[Fault], phase: str = "offload") -> None:
         self.stack = stack
+        self.phase = phase  # the mode whose load the faults hit (the target's offload-like mode)
         self.faults = [f for f in faults if f.name not in RATE_FAULTS]
         self.rate_faults = [f for f in faults if f.name in RATE_FAULTS]
         self.threads: list[threading.Thread] = []
+        self._ending = threading.Event()  # set by join(): a Redis fault still holding ends now
 
     def tick(self, mode: str, elapsed_s: float) -> None:
-        """Fire every fault due by elapsed_s of the offload phase."""
-        if mode != "offload" or self.stack is None:
+        """Fire every fault due by elapsed_s of the fault phase (the offload mode's load)."""
+        if mode != self.phase or self.stack is None:
             return
         for fault in self.faults:
             if not fault.fired and elapsed_s >= fault.at_s:
@@ -89,19 +93,32 @@ class FaultInjector:
             code = self.stack.stop_worker(victim, WORKER_FAULTS[fault.name])
             fault.record["detail"] = {"worker": victim.name, "pid": victim.pid, "exit_code": code,
                                       "replacement": replacement.name}  # fmt: skip
-        elif fault.name == "redis-restart":
-            if self.stack.redis is None:
-                fault.record["detail"] = {"error": "redis-restart needs the embedded Redis"}
+        elif fault.name in REDIS_FAULTS:
+            redis = self.stack.redis
+            if redis is None:
+                fault.record["detail"] = {"error": f"{fault.name} needs the embedded Redis"}
                 return
-            self.stack.redis.stop()
+            # restart: stopped (connections refused); freeze: SIGSTOP, up but answering nothing (a hung Redis)
+            if fault.name == "redis-freeze":
+                redis.freeze()
+            else:
+                redis.stop()
             down_ts = time.time()
-            time.sleep(fault.down_s)
-            self.stack.redis.start()
-            fault.record["detail"] = {"down_s": round(time.time() - down_ts, 3)}
+            try:
+                cut = self._ending.wait(fault.down_s)
+            finally:  # whatever happens, a frozen Redis is resumed (Stack.stop resumes it too)
+                if fault.name == "redis-freeze":
+                    redis.thaw()
+                else:
+                    redis.start()
+            fault.record["detail"] = {"down_s": round(time.time() - down_ts, 3)} | (
+                {"cut_short": True} if cut else {}
+            )
         fault.record["end_ts"] = time.time()
 
     def join(self, timeout_s: float = 60.0) -> list[dict[str, Any]]:
-        """Wait for running faults; return their records (plus the rate faults) for faults.json."""
+        """End running faults (a Redis fault ends early) and wait; return the records for faults.json."""
+        self._ending.set()
         for thread in self.threads:
             thread.join(timeout_s)
         records = [f.record for f in self.faults if f.record]

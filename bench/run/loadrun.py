@@ -12,7 +12,7 @@ from rich.progress import Progress, TaskID
 
 import loadtests
 from bench.launch.procs import ManagedProcess
-from bench.run.config import RunConfig
+from bench.run.config import RunConfig, job_modes
 from bench.run.live import LiveQueue, LiveSamples
 from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS
 
@@ -44,8 +44,11 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
         "--mode", mode,
         "--run-dir", str(run_dir),
     ]  # fmt: skip
+    if cfg.target is not None:
+        args += ["--target", str(cfg.target.resolve())]
     ours = {name: getattr(cfg, name) for name in LOCUST_ARGUMENTS}
-    ours["drain_timeout_s"] = cfg.drain_timeout_s if mode == "offload" else 0.0
+    jobs = mode in job_modes(cfg)
+    ours["drain_timeout_s"] = cfg.drain_timeout_s if jobs else 0.0
     if cfg.shape == "constant":
         ours["shape"] = LOCUST_STANDALONE_DEFAULTS["shape"]  # Locust's "no shape": users/rate as given
     for name, value in ours.items():
@@ -62,8 +65,7 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
         args += ["--master-bind-host", cfg.master_bind_host, "--master-bind-port", str(cfg.master_port)]
     elif cfg.processes > 1:
         args += ["--processes", str(cfg.processes)]
-    if redis_url:
-        args += ["--redis-url", redis_url]
+    # the Redis URL (it may carry a password) goes through the environment, never the process list: run_mode
     return args + list(cfg.locust_args)
 
 
@@ -78,6 +80,8 @@ def run_mode(
 ) -> int:
     """Run Locust for one mode to its end; return Locust's exit code. on_tick(mode, elapsed_s) runs ~4x/s."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if redis_url:
+        env["LOCUST_REDIS_URL"] = redis_url  # Locust's --redis-url, kept off the process list (issue 14.9)
     proc = ManagedProcess(
         f"locust-{mode}",
         locust_args(cfg, mode, host, run_dir, redis_url),
@@ -87,7 +91,8 @@ def run_mode(
     live = LiveSamples(run_dir, mode)
     queue = LiveQueue(run_dir, mode)
     task: TaskID = progress.add_task(f"{mode:>7}: starting", total=cfg.duration_s)
-    deadline_s = cfg.duration_s + (cfg.drain_timeout_s if mode == "offload" else 0) + 60
+    jobs = mode in job_modes(cfg)
+    deadline_s = cfg.duration_s + (cfg.drain_timeout_s if jobs else 0) + 60
     deadline_s += WORKERS_WAIT_S if cfg.expect_workers else 0.0
     start = time.monotonic()
     proc.start()
@@ -98,7 +103,7 @@ def run_mode(
             if elapsed <= cfg.duration_s:
                 progress.update(task, completed=elapsed, description=f"{mode:>7}: {live.describe()}")
             else:
-                backlog = queue.backlog() if mode == "offload" else None
+                backlog = queue.backlog() if jobs else None
                 what = f"draining, backlog {backlog}" if backlog is not None else "finishing"
                 progress.update(task, completed=cfg.duration_s, description=f"{mode:>7}: {what}")
             if elapsed > deadline_s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -11,24 +12,63 @@ from rich.console import Console
 
 from bench.errors import UsageError, interrupt_on_sigterm
 from bench.launch.stack import Stack, StackError
+from runfolder.redact import redact
 from service.settings import WorkProfile
+from targets import TargetError, load_target
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay copyable: never hard-wrap them
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write text to a file only its owner can read (created 0600 before the secret goes in)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
+
+
+def _admin_token(ctx: typer.Context, token: str | None, token_file: Path | None) -> str | None:
+    """The admin token from $OFFLOAD_ADMIN_TOKEN or a file; on the command line it works, with a warning."""
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip() or None
+        except OSError as exc:
+            raise UsageError(f"cannot read --admin-token-file {token_file}: {exc.strerror or exc}") from None
+    source = ctx.get_parameter_source("admin_token")
+    if token and source is not None and source.name == "COMMANDLINE":
+        console.print(
+            "warning: --admin-token is visible to every user on the process list; "
+            "set OFFLOAD_ADMIN_TOKEN or use --admin-token-file instead"
+        )
+    return token
+
+
 def up_command(
+    ctx: typer.Context,
     port: int = typer.Option(8000, help="API port on 127.0.0.1"),
     workers: int = typer.Option(1, min=0, max=64, help="arq worker processes"),
     redis_url: str = typer.Option(None, help="an external Redis (default: a private embedded one)"),
-    admin_token: str = typer.Option(None, envvar="OFFLOAD_ADMIN_TOKEN", help="bearer token for /admin/*"),
+    admin_token: str = typer.Option(
+        None, envvar="OFFLOAD_ADMIN_TOKEN", help="bearer token for /admin/* (prefer $OFFLOAD_ADMIN_TOKEN)"
+    ),
+    admin_token_file: Path = typer.Option(
+        None, help="file holding the admin token (kept off the process list)"
+    ),
     logs: Path = typer.Option(None, help="folder for the processes' logs (default: a temporary one)"),
+    target: Path = typer.Option(None, help="target file: the service to start (default: the built-in one)"),
 ) -> None:
     """Start Redis, the API and the workers in the foreground; restart dead workers; Ctrl-C stops all."""
+    try:
+        spec, target_file = load_target(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
     log_dir = logs or Path(tempfile.mkdtemp(prefix="offload-bench-up-"))
+    admin_token = _admin_token(ctx, admin_token, admin_token_file)
     extra = {"OFFLOAD_ADMIN_TOKEN": admin_token} if admin_token else {}
     stack = Stack(
-        log_dir, workers=workers, work=WorkProfile(), redis_url=redis_url, api_port=port, extra_env=extra
-    )
+        log_dir, target=spec, target_dir=target_file.parent, workers=workers, work=WorkProfile(),
+        redis_url=redis_url, api_port=port, extra_env=extra,
+    )  # fmt: skip
     interrupt_on_sigterm()
     try:
         with console.status("starting Redis, the API and the workers"):
@@ -40,11 +80,19 @@ def up_command(
         stack.stop(5)
         raise
     url = stack.api_url
-    console.print(f"API      {url}   (docs {url}/docs, metrics {url}/metrics, health {url}/healthz)")
-    console.print(f"Redis    {stack.redis_url}")
-    console.print(f"workers  {workers}   logs {log_dir}")
+    if target is None:
+        console.print(f"API      {url}   (docs {url}/docs, metrics {url}/metrics, health {url}/healthz)")
+    else:
+        console.print(f"API      {url}   (ready {url}{spec.ready_path}; target {target_file})")
+    # the URL carries the embedded Redis's password: shown redacted, handed over in a 0600 file (issue 14.9)
+    env_file = log_dir / "redis.env"
+    _write_private(env_file, f"REDIS_URL={stack.redis_url}\n")
+    console.print(f"Redis    {redact(stack.redis_url)}   (full URL in {env_file})")
+    console.print(f"workers  {len(stack.workers)}   logs {log_dir}")
+    with_target = f" --target {target_file}" if target is not None else ""
     console.print(
-        f"load     locust -f loadtests/ --host {url} --redis-url {stack.redis_url}   (web UI on :8089)"
+        f"load     set -a; . {env_file}; set +a; locust -f loadtests/ --host {url}{with_target}"
+        "   (web UI on :8089)"
     )
     console.print("Ctrl-C stops everything.")
     code = 0

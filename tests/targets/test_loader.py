@@ -92,11 +92,11 @@ def test_request_building_expands_placeholders_per_request() -> None:
     builder = RequestBuilder("offload", target.modes["offload"], VALUES, proc_index=2)
     first, second = builder.build(), builder.build('"pad":"xx"')
     assert first.path == f"/tasks/{2 * SEQ_BLOCK + 1}" and second.path == f"/tasks/{2 * SEQ_BLOCK + 2}"
-    body = json.loads(first.body or b"")
+    body = json.loads(first.body or "")
     assert body["user"] == f"bench-{2 * SEQ_BLOCK + 1}" and body["x"] == 1.5
     assert len(body["tags"][0]) == 32 and body["tags"][1] == "lit{eral}"
-    assert json.loads(second.body or b"")["pad"] == "xx"
-    assert json.loads(second.body or b"")["tags"][0] != body["tags"][0]
+    assert json.loads(second.body or "")["pad"] == "xx"
+    assert json.loads(second.body or "")["tags"][0] != body["tags"][0]
     assert first.headers["Content-Type"] == "application/json"
     assert builder.path_name == "/tasks/{seq}"
 
@@ -117,7 +117,7 @@ def test_raw_body_and_start_time_values() -> None:
     )
     builder = RequestBuilder("offload", parse_target(text, "t.toml").modes["offload"], VALUES)
     req = builder.build()
-    assert req.body == b"n=1&r=1" and len(req.headers["X-Id"]) == 32
+    assert req.body == "n=1&r=1" and len(req.headers["X-Id"]) == 32
     assert "Content-Type" not in req.headers
 
 
