@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runfolder.redact import redact
 from runfolder.schema import RUN_FILE, RUN_SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -136,10 +137,13 @@ def _merge(into: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_run_json(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge patch into run.json and write it atomically (tmp file + rename); return the result."""
+    """Deep-merge patch into run.json and write it atomically (tmp file + rename); return the result.
+
+    Secrets never reach the file: URL passwords and secret-named values (OFFLOAD_ADMIN_TOKEN) are redacted.
+    """
     path = Path(run_dir) / RUN_FILE
     current: dict[str, Any] = read_run_json(run_dir) if path.exists() else {}
-    merged = _merge(current, patch)
+    merged: dict[str, Any] = redact(_merge(current, patch))
     tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
