@@ -63,8 +63,8 @@ def up_command(
     except TargetError as exc:
         raise UsageError(str(exc)) from None
     log_dir = logs or Path(tempfile.mkdtemp(prefix="offload-bench-up-"))
-    admin_token = _admin_token(ctx, admin_token, admin_token_file)
-    extra = {"OFFLOAD_ADMIN_TOKEN": admin_token} if admin_token else {}
+    token = _admin_token(ctx, admin_token, admin_token_file)
+    extra = {"OFFLOAD_ADMIN_TOKEN": token} if token else {}
     stack = Stack(
         log_dir, target=spec, target_dir=target_file.parent, workers=workers, work=WorkProfile(),
         redis_url=redis_url, api_port=port, extra_env=extra,
