@@ -81,6 +81,26 @@ def one_run(
     }
 
 
+def in_process(before: Path | None, json_path: Path | None) -> int:
+    """Capture CPU per request of this checkout (and before's), 3 alternating child processes each."""
+    checkouts = {"this": REPO} | ({"before": before.resolve()} if before else {})
+    times: dict[str, list[float]] = {label: [] for label in checkouts}
+    for _ in range(3):
+        for label, checkout in checkouts.items():
+            out = subprocess.run(
+                [sys.executable, str(REPO / "benchmarks" / "_capture_cost.py"), str(checkout)],
+                cwd=checkout, env=clean_env(), capture_output=True, text=True, timeout=300, check=True,
+            )  # fmt: skip
+            times[label].append(float(out.stdout.split()[-1]))
+    figures = []
+    for label, values in times.items():
+        print(f"{label}: capture CPU per request {min(values):.2f}-{max(values):.2f} us ({checkouts[label]})")
+        figures.append(
+            Figure(f"capture CPU per request ({label})", statistics.median(values), 0.0, "info", " us")
+        )
+    return Result("capture_in_process", figures, {"us": times}).report(json_path)
+
+
 def main() -> int:
     """Alternate capture on/off runs and print the ratio of the median rates."""
     parser = argparse.ArgumentParser(description="Locust max rate with raw-sample capture on vs off")
@@ -96,11 +116,17 @@ def main() -> int:
     parser.add_argument(
         "--before", type=Path, default=None, help="another checkout whose on/off ratio is measured alongside"
     )
+    parser.add_argument(
+        "--in-process", action="store_true",
+        help="only time the capture's CPU per request in one process (this checkout and --before's), no Locust run",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny runs (a smoke test, figures meaningless)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here (for run_all.py)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration_s, args.users = 1, 1, 5
+    if args.in_process:
+        return in_process(args.before, args.json)
     console = Console()
     results: list[dict[str, Any]] = []
     order = [("on", "off") if i % 2 == 0 else ("off", "on") for i in range(args.rounds)]
