@@ -31,6 +31,7 @@ def limits_from(summary: dict[str, Any]) -> Limits:
         error_rate_max=float(th.get("error_rate_max", defaults.error_rate_max)),
         slope_min_per_s=float(th.get("backlog_slope_min_per_s", defaults.slope_min_per_s)),
         slope_frac_of_rate=float(th.get("backlog_slope_frac_of_rate", defaults.slope_frac_of_rate)),
+        loadgen_cpu_max_percent=float(th.get("loadgen_cpu_max_percent", defaults.loadgen_cpu_max_percent)),
     )
 
 

@@ -78,13 +78,13 @@ class Search:
         self.steps.append(step)
         first, self._retry = self._retry, None
         if first is not None and first.rate == step.rate:  # the repeat decides: forget the first's unknowns
-            got = first.arrival_rate if first.arrival_rate else first.rate
+            got = _placed(first)
             for name, t in self._t.items():
                 if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
                     t.unknown.remove(got)
         elif step.generator_limited and self.retry_generator_limited:
             self._retry = step
-        rate = step.arrival_rate if step.arrival_rate else step.rate
+        rate = _placed(step)
         for name, t in self._t.items():
             outcome = step.verdicts.get(name, "unknown")
             {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(rate)
@@ -127,7 +127,11 @@ class Search:
 
     def _got_per_asked(self) -> float:
         """How the arrivals the server got compare with the rate asked for, over the steps so far."""
-        ratios = sorted(s.arrival_rate / s.rate for s in self.steps if s.arrival_rate and s.rate > 0)
+        ratios = sorted(
+            s.arrival_rate / s.rate
+            for s in self.steps
+            if s.arrival_rate and s.rate > 0 and not s.generator_limited
+        )
         return ratios[len(ratios) // 2] if ratios else 1.0
 
     def brackets(self) -> dict[str, Bracket]:
@@ -146,6 +150,14 @@ class Search:
                 why = "server" if top in t.fails else "generator"
             out[name] = Bracket(low=low, high=top, limited_by=why, complete=self._done(t))
         return out
+
+
+def _placed(step: Step) -> float:
+    """Where a step counts: the arrivals the server got, or, when the generator could not send them, the
+    rate it was asked for (the search cannot judge that rate or any above it)."""
+    if step.generator_limited or not step.arrival_rate:
+        return step.rate
+    return step.arrival_rate
 
 
 def run_search(

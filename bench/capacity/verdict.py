@@ -27,6 +27,7 @@ class Limits:
     slope_min_per_s: float = 1.0
     slope_frac_of_rate: float = 0.02
     sent_on_time_min: float = SENT_ON_TIME_MIN
+    loadgen_cpu_max_percent: float = 90.0
     # requests in flight at 90 % utilisation wander by ~1.5 % of the rate per second over a 4 s window: the
     # server's queue gets a wider margin than the job backlog's (which the run's validity already judges)
     inflight_frac_of_rate: float = 0.05
@@ -63,6 +64,7 @@ def _server_faults(step: Step, lim: Limits, offload_like: bool) -> list[str]:
 def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
     """Fill step's generator_limited, verdicts, sustainable, fast, jobs_sustainable and reason."""
     behind = step.sent_on_time is not None and step.sent_on_time < lim.sent_on_time_min
+    starved = step.loadgen_cpu_percent is not None and step.loadgen_cpu_percent >= lim.loadgen_cpu_max_percent
     step = step.model_copy(update={"generator_limited": behind})
     common = _server_faults(step, lim, offload_like)
     verdicts: dict[str, Outcome] = {}
@@ -70,9 +72,12 @@ def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
     for target, limit_ms in (("fast", lim.fast_ms), ("ok", lim.slow_ms)):
         why = list(common)
         value = step.percentile_ms
-        # with the generator behind, only the latency from the actual send is the server's
+        # with the generator behind, only the latency from the actual send can be the server's, and only
+        # when the generator itself had CPU to spare (a starved generator delays the responses it reads too)
         shown = step.uncorrected_ms if behind and step.uncorrected_ms is not None else value
-        if shown is None:
+        if behind and starved:
+            pass  # unknown: this latency is the generator's as much as the server's
+        elif shown is None:
             why.append("no latency")
         elif shown > limit_ms:
             why.append(f"{shown:,.1f} ms > {limit_ms:,.0f} ms")

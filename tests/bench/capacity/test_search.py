@@ -110,6 +110,13 @@ def test_generator_behind_but_server_slow_even_from_actual_send_is_the_servers_f
     assert judged.generator_limited and judged.verdicts == {"fast": "fail", "ok": "fail"}
 
 
+def test_a_starved_generator_blames_nobody_for_its_latency():
+    step = Step(rate=2560, p95=600.0, percentile_ms=600.0, uncorrected_ms=540.0, error_rate=0.0,
+                requests=5000, sent_on_time=0.14, loadgen_cpu_percent=99.0)  # fmt: skip
+    judged = judge(step, LIM, offload_like=False)
+    assert judged.generator_limited and judged.verdicts == {"fast": "unknown", "ok": "unknown"}
+
+
 def test_bad_ranges_are_refused():
     with pytest.raises(ValueError, match="min rate < max rate"):
         Search(100.0, 100.0)
