@@ -15,10 +15,13 @@ Definitions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis.stats import percentile_values
 
@@ -35,61 +38,135 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
     return {k: float(v) for k, v in zip(JOB_PERCENTILES, qs, strict=True)}
 
 
-def accepted_job_ids(samples: pd.DataFrame) -> pd.Index:
-    """Distinct job ids of the 2xx answers in samples."""
+def _strings(values: Any) -> pa.Array:
+    """Arrow strings of a pandas column or Arrow array (no copy for Arrow-backed pandas strings)."""
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
+
+
+def _answered_ids(samples: pd.DataFrame) -> pa.Array:
+    """The job ids of the 2xx answers in samples (repeats kept, empty ids dropped)."""
     status = samples["status"].to_numpy()
-    ids = samples["job_id"].to_numpy()[(status >= 200) & (status < 300)]
-    index: pd.Index = pd.Index(pd.unique(ids[pd.notna(ids) & (ids != "")]))
-    return index
+    ids = _strings(samples["job_id"]).filter(pa.array((status >= 200) & (status < 300)))
+    return ids.filter(pc.fill_null(pc.not_equal(ids, ""), False))
 
 
-def reconcile(accepted: pd.Index, jobs: pd.DataFrame | None, measured_from_ts: float) -> dict[str, Any]:
+def accepted_job_ids(samples: pd.DataFrame) -> pa.Array:
+    """Distinct job ids of the 2xx answers in samples, in order of first appearance (Arrow strings)."""
+    return pc.unique(_answered_ids(samples))
+
+
+@dataclass
+class Matched:
+    """Each accepted job joined to its last record; ids joined through one shared dictionary (each string
+    hashed once, then integer work), with no per-id Python object."""
+
+    accepted: int  # distinct accepted ids
+    pos: np.ndarray  # per accepted id, in order of first appearance: its last record's row, -1 when none
+    lost_ids: list[str]  # the first LOST_IDS_SHOWN accepted ids without a known fate
+    duplicate_records: int
+    unaccepted_records: int
+
+
+def _first_seen(codes: np.ndarray, size: int) -> np.ndarray:
+    """Distinct codes in order of first appearance."""
+    first = np.full(size, codes.size, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(codes.size, dtype=np.int64))
+    seen = np.flatnonzero(first < codes.size)
+    return seen[np.argsort(first[seen], kind="stable")]
+
+
+def _known(jobs: pd.DataFrame | None, pos: np.ndarray) -> np.ndarray:
+    """Per accepted id: its record's state is one of a known fate (done, dead, pending, running)."""
+    if jobs is None or not len(jobs):
+        return np.zeros(pos.size, dtype=bool)
+    state = jobs["state"].astype("category")
+    fate = state.cat.categories.isin(["done", "dead", *PENDING_STATES])
+    codes = state.cat.codes.to_numpy()
+    found = pos >= 0
+    known = np.zeros(pos.size, dtype=bool)
+    known[found] = fate[codes[pos[found]]] & (codes[pos[found]] >= 0)
+    return known
+
+
+def match(samples: pd.DataFrame, jobs: pd.DataFrame | None) -> Matched:
+    """Join the accepted ids of samples to job records; a job with several records counts by its last one.
+    A record without an id counts as one unaccepted id."""
+    answered = _answered_ids(samples)
+    ids = _strings(jobs["job_id"]) if jobs is not None and len(jobs) else pa.array([], pa.string())
+    both = pa.concat_arrays([answered, ids]).dictionary_encode()
+    codes = pc.fill_null(both.indices, -1).to_numpy(zero_copy_only=False)  # int32: half the memory
+    size, n_answered, null_ids = len(both.dictionary), len(answered), ids.null_count
+    dictionary = both.dictionary
+    del both, answered, ids
+    acc_codes = _first_seen(codes[:n_answered], size)
+    rec_codes = codes[n_answered:]
+    named = rec_codes >= 0
+    last = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(last, rec_codes[named], np.flatnonzero(named))
+    pos = last[acc_codes]
+    lost = np.flatnonzero(~_known(jobs, pos))[:LOST_IDS_SHOWN]
+    lost_ids = [str(x) for x in dictionary.take(pa.array(acc_codes[lost])).to_pylist()]
+    distinct = int(np.count_nonzero(last >= 0)) + min(null_ids, 1)
+    del dictionary, codes, last
+    pa.default_memory_pool().release_unused()
+    return Matched(
+        accepted=int(acc_codes.size),
+        pos=pos,
+        lost_ids=lost_ids,
+        duplicate_records=len(rec_codes) - distinct,
+        unaccepted_records=distinct - int(np.count_nonzero(pos >= 0)),
+    )
+
+
+def reconcile(m: Matched, jobs: pd.DataFrame | None, measured_from_ts: float) -> dict[str, Any]:
     """Count accepted jobs by fate; queue-wait and end-to-end percentiles in ms."""
-    table = jobs if jobs is not None else pd.DataFrame(columns=["job_id", "state"])
-    dup_records = int(table["job_id"].duplicated().sum())
-    table = table.drop_duplicates("job_id", keep="last").set_index("job_id")
-    matched = table.reindex(accepted)
-    state = matched["state"].astype(object).to_numpy()
-    completed = int(np.count_nonzero(state == "done"))
-    dead = int(np.count_nonzero(state == "dead"))
-    pending = int(np.count_nonzero(np.isin(state, PENDING_STATES)))
-    lost_mask = ~np.isin(state, ("done", "dead", *PENDING_STATES))
-    found = matched.dropna(subset=["state"])
-    if len(found):
-        retries = found["retries"].to_numpy()
-        redrives = found["redrives"].to_numpy()
-        duplicates = int(np.maximum(found["executions"].to_numpy() - 1 - retries - redrives, 0).sum())
-        recent = found[found["enqueued_ts"] >= measured_from_ts]
-        wait_ms = (recent["first_start_ts"] - recent["enqueued_ts"]).to_numpy(dtype=float) * 1000
-        e2e_ms = (recent["done_ts"] - recent["enqueued_ts"]).to_numpy(dtype=float) * 1000
+    found = m.pos[m.pos >= 0]
+    if jobs is not None and found.size:
+        state = jobs["state"].astype(object).to_numpy()[found]
+
+        def col(name: str) -> np.ndarray:
+            return np.asarray(jobs[name].to_numpy()[found])
+
+        retries, redrives = col("retries"), col("redrives")
+        duplicates = int(np.maximum(col("executions") - 1 - retries - redrives, 0).sum())
+        enq = col("enqueued_ts").astype(float)
+        recent = enq >= measured_from_ts
+        wait_ms = (col("first_start_ts").astype(float) - enq)[recent] * 1000
     else:
+        state = np.zeros(0, dtype=object)
         retries = redrives = np.zeros(0)
         duplicates = 0
-        wait_ms = e2e_ms = np.zeros(0)
+        wait_ms = np.zeros(0)
+    e2e = e2e_ms(m, jobs, measured_from_ts)
+    known = int(np.count_nonzero(np.isin(state, ("done", "dead", *PENDING_STATES))))
     return {
-        "accepted": len(accepted),
-        "completed": completed,
+        "accepted": m.accepted,
+        "completed": int(np.count_nonzero(state == "done")),
         "retried": int(np.count_nonzero(retries > 0)),
-        "dead_lettered": dead,
+        "dead_lettered": int(np.count_nonzero(state == "dead")),
         "redriven": int(np.count_nonzero(redrives > 0)),
-        "pending": pending,
-        "lost": int(np.count_nonzero(lost_mask)),
-        "lost_ids_sample": [str(x) for x in accepted[lost_mask][:LOST_IDS_SHOWN]],
+        "pending": int(np.count_nonzero(np.isin(state, PENDING_STATES))),
+        "lost": m.accepted - known,
+        "lost_ids_sample": m.lost_ids,
         "duplicates": duplicates,
-        "unaccepted_records": int((~table.index.isin(accepted)).sum()),
-        "duplicate_records": dup_records,
+        "unaccepted_records": m.unaccepted_records,
+        "duplicate_records": m.duplicate_records,
         "queue_wait_ms": _percentiles(wait_ms),
-        "e2e_ms": _percentiles(e2e_ms),
-        "e2e_samples": int(np.count_nonzero(~np.isnan(e2e_ms))),
+        "e2e_ms": _percentiles(e2e),
+        "e2e_samples": int(e2e.size),
     }
 
 
-def e2e_ms(accepted: pd.Index, jobs: pd.DataFrame | None, measured_from_ts: float) -> np.ndarray:
-    """End-to-end latencies (ms) of accepted jobs done after the warm-up, for plots."""
-    if jobs is None or jobs.empty:
+def e2e_ms(m: Matched, jobs: pd.DataFrame | None, measured_from_ts: float) -> np.ndarray:
+    """End-to-end latencies (ms) of accepted jobs enqueued after the warm-up and done (for stats and plots)."""
+    found = m.pos[m.pos >= 0]
+    if jobs is None or not found.size:
         return np.zeros(0)
-    found = jobs[jobs["job_id"].isin(accepted) & (jobs["enqueued_ts"] >= measured_from_ts)]
-    values: np.ndarray = (found["done_ts"] - found["enqueued_ts"]).to_numpy(dtype=float) * 1000
+    enq = jobs["enqueued_ts"].to_numpy(dtype=float)[found]
+    values = (jobs["done_ts"].to_numpy(dtype=float)[found] - enq)[enq >= measured_from_ts] * 1000
     done: np.ndarray = values[~np.isnan(values)]
     return done
 

@@ -33,12 +33,20 @@ def _color(label: str, i: int) -> str:
 
 
 def _new(width_in: float = 10.0, height_in: float = 5.0) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path, rows: int = 1) -> Path:
+    """Fixed margins in inches, not a layout engine: constrained layout measured every tick label of every
+    axis twice and was half of a report's plotting time (~1.5 s of 3)."""
+    width, height = fig.get_size_inches()
+    panel_gap_in = 0.55
+    fig.subplots_adjust(
+        left=0.85 / width, right=1 - 0.2 / width, bottom=0.6 / height, top=1 - 0.4 / height,
+        hspace=panel_gap_in * rows / max(height - 1.0 - panel_gap_in * (rows - 1), 0.5),
+    )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
@@ -46,7 +54,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def nines_curve(values: np.ndarray | pd.Series, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """(x, latency) of the inverted-CDF percentile curve, x = -log10(1 - q): 1 is p90, 2 p99, 3 p99.9."""
-    arr = np.sort(np.asarray(values, dtype=float))
+    arr = np.sort(np.asarray(values, dtype=float))  # numpy's vectorised sort beats partitioning on 400 ranks
     arr = arr[~np.isnan(arr)]
     n = arr.size
     if n == 0:
@@ -150,7 +158,7 @@ def plot_latency_over_time(
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
     axes[-1].set_xlabel("seconds since the end of the warm-up")
-    return _save(fig, path)
+    return _save(fig, path, rows=len(axes))
 
 
 def plot_throughput(samples: Sequence[ModeSamples], path: Path, bin_s: float = 1.0) -> Path:
