@@ -32,6 +32,7 @@ class Thresholds:
     loadgen_cpu_max_percent: float
     error_rate_max: float
     late_frac_max: float
+    send_lateness_p99_max_ms: float
     dropped_frac_max: float
     backlog_slope_min_per_s: float
     backlog_slope_frac_of_rate: float
@@ -50,19 +51,28 @@ def _get(data: dict[str, Any], section: str, key: str) -> Any:
         raise ConfigError(f"thresholds: missing [{section}] {key}") from None
 
 
+def _packaged() -> dict[str, Any]:
+    return tomllib.loads(resources.files("analysis").joinpath("thresholds.toml").read_text(encoding="utf-8"))
+
+
 def load_thresholds(path: Path | None = None) -> Thresholds:
-    """Read thresholds from path, or the packaged analysis/thresholds.toml."""
-    if path is None:
-        text = resources.files("analysis").joinpath("thresholds.toml").read_text(encoding="utf-8")
-    else:
+    """Read thresholds from path over the packaged analysis/thresholds.toml (a key the file lacks keeps the
+    packaged value, so a file written before a threshold existed still loads), or the packaged file alone."""
+    data = _packaged()
+    if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read thresholds file {path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"thresholds file is not valid TOML: {exc}") from None
+        try:
+            user = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"thresholds file is not valid TOML: {exc}") from None
+        for section, values in user.items():
+            if isinstance(values, dict) and isinstance(data.get(section), dict):
+                data[section].update(values)
+            else:
+                data[section] = values
     th = Thresholds(
         fast_ms=float(_get(data, "target", "fast_ms")),
         slow_ms=float(_get(data, "target", "slow_ms")),
@@ -75,6 +85,7 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
         loadgen_cpu_max_percent=float(_get(data, "validity", "loadgen_cpu_max_percent")),
         error_rate_max=float(_get(data, "validity", "error_rate_max")),
         late_frac_max=float(_get(data, "validity", "late_frac_max")),
+        send_lateness_p99_max_ms=float(_get(data, "validity", "send_lateness_p99_max_ms")),
         dropped_frac_max=float(_get(data, "validity", "dropped_frac_max")),
         backlog_slope_min_per_s=float(_get(data, "validity", "backlog_slope_min_per_s")),
         backlog_slope_frac_of_rate=float(_get(data, "validity", "backlog_slope_frac_of_rate")),

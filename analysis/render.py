@@ -67,6 +67,38 @@ def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+INSTRUMENT_HEADER = [
+    "mode", "p50 ms", "p99 ms", "send lateness p50 / p99 / max ms", "load generator CPU % mean / busiest / max",
+    "late / dropped arrivals",
+]  # fmt: skip
+INSTRUMENT_NOTE = (
+    "Send lateness is each request's actual start minus its intended start (open model); the corrected "
+    "latency includes it, so it is the load generator's error in that figure. CPU is per load process, in % of "
+    "one core: a process near 100 % sends late."
+)
+
+
+def _triple(values: Mapping[str, Any], keys: tuple[str, str, str], fmt: Any) -> str:
+    return " / ".join(fmt(values.get(k)) for k in keys)
+
+
+def instrument_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """Per mode, the latency beside the instrument's own error: send lateness and load-generator CPU."""
+    rows = []
+    for mode, m in summary["modes"].items():
+        late, gen = m.get("send_lateness_ms"), m.get("load_generator") or {}
+        cpu = _triple(gen, ("cpu_percent_mean", "cpu_percent_busiest", "cpu_percent_max"), lambda v: num(v))
+        arrivals = (
+            "–" if gen.get("scheduled") is None else f"{num(gen.get('late'))} / {num(gen.get('dropped'))}"
+        )
+        rows.append([
+            mode, ms(m["latency_ms"]["p50"]), ms(m["latency_ms"]["p99"]),
+            _triple(late, ("p50", "p99", "max"), ms) if late else "– (closed model: no schedule)",
+            cpu if gen.get("processes") else "–", arrivals,
+        ])  # fmt: skip
+    return rows
+
+
 FAULT_HEADER = [
     "fault", "at (s into offload)", "lasted s", "API errors in window", "queue recovery s", "jobs cut by it",
     "detail",
@@ -138,6 +170,8 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     ]
     keys = ["mode", "requests", "rps", "p50", "p95", "p99", "verdict", "apdex", "errors", "lost"]
     out += _md_table(head, [[r[k] for k in keys] for r in headline_rows(summary)])
+    out += ["", "### The instrument's own error", ""]
+    out += _md_table(INSTRUMENT_HEADER, instrument_rows(summary)) + ["", INSTRUMENT_NOTE]
     val = summary["validity"]
     out += ["", "**Valid run**" if val["valid"] else "**⚠️ Do not trust these numbers:**"]
     out += [f"- {n}" for n in val["notes"]] + [f"- note: {n}" for n in val.get("info", [])]
@@ -253,7 +287,8 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
     plots = [(PLOT_TITLES.get(k, k), _data_uri(p)) for k, p in plot_paths.items()]
     target: dict[str, Any] = summary["thresholds"]
     return env.get_template("report.html.j2").render(
-        s=summary, rows=headline_rows(summary), plots=plots, percentiles=list(PERCENTILES), target=target,
+        s=summary, rows=headline_rows(summary), plots=plots, instrument_header=INSTRUMENT_HEADER,
+        instrument=instrument_rows(summary), instrument_note=INSTRUMENT_NOTE, percentiles=list(PERCENTILES), target=target,
         corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
         definitions=_definitions(),

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from analysis import instrument, plots, reliability, render, stats, validity
 from analysis import jobs as jobs_mod
-from analysis import plots, reliability, render, stats, validity
 from analysis.comparison import compare_modes
 from analysis.config import PERCENTILES, Thresholds, load_thresholds
 from analysis.load import RunData, RunDataError, load_run
@@ -28,7 +29,7 @@ def _empty_mode(percentile: str) -> dict[str, Any]:
     return {
         "partial": True, "requests": 0, "failures": 0, "failures_by_kind": {}, "error_rate": None, "rps": None,
         "duration_s": 0.0, "latency_ms": dict.fromkeys(stats.LATENCY_KEYS), "latency_uncorrected_ms": None,
-        "latency_basis": None, "enough_samples": dict.fromkeys(PERCENTILES, False),
+        "latency_basis": None, "send_lateness_ms": None, "enough_samples": dict.fromkeys(PERCENTILES, False),
         "target": {"percentile": percentile, "verdict": None, "verdicts": dict.fromkeys(PERCENTILES), "apdex": None,
                    "fast_ms": None, "slow_ms": None},
         "windows": {"window_s": None, "start_ts": [], "requests": [], "p50": [], "p95": [], "p99": []},
@@ -56,31 +57,10 @@ class Analysis:
         self.samples: list[stats.ModeSamples] = []
         self.e2e_ms = np.zeros(0)
         modes: dict[str, dict[str, Any]] = {}
-        by_mode = dict(iter(data.samples.groupby("mode", observed=True)))
+        by_mode = data.by_mode()
         for mode in data.modes:
-            df = by_mode.get(mode)
-            if df is None or df.empty:
-                modes[mode] = _empty_mode(percentile)
-                continue
-            ms = stats.mode_samples(df, mode, data.run, warmup_s)
-            if ms.ts.size == 0:
-                data.notes.append(f"mode {mode}: no samples after the {warmup_s:g} s warm-up (partial run)")
-                data.partial_modes.add(mode)
-                modes[mode] = _empty_mode(percentile)
-                continue
-            summary = stats.mode_stats(ms, th, percentile)
-            summary["partial"] = False
-            summary["samples_total"] = ms.total_requests
-            if mode == "offload" or mode in data.jobs:
-                accepted = jobs_mod.accepted_job_ids(df)
-                table = data.jobs.get(mode)
-                if table is None:
-                    data.notes.append(f"mode {mode}: no jobs/{mode}.jsonl: every accepted job counts as lost")
-                summary["jobs"] = jobs_mod.reconcile(accepted, table, ms.start_ts)
-                summary["jobs"].update(jobs_mod.queue_stats(data.queue.get(mode), ms.start_ts, ms.end_ts))
-                self.e2e_ms = jobs_mod.e2e_ms(accepted, table, ms.start_ts)
-            self.samples.append(ms)
-            modes[mode] = summary
+            modes[mode] = self._mode(mode, by_mode.get(mode), warmup_s, percentile)
+            modes[mode]["load_generator"] = instrument.load_generator(data.loadgen.get(mode, []))
         self.summary: dict[str, Any] = {
             "schema_version": schema.SUMMARY_SCHEMA_VERSION,
             "run": data.run,
@@ -94,6 +74,29 @@ class Analysis:
             ),
             "validity": validity.check(data, modes, percentile, th),
         }
+
+    def _mode(self, mode: str, df: pd.DataFrame | None, warmup_s: float, percentile: str) -> dict[str, Any]:
+        data = self.data
+        if df is None or df.empty:
+            return _empty_mode(percentile)
+        ms = stats.mode_samples(df, mode, data.run, warmup_s)
+        if ms.ts.size == 0:
+            data.notes.append(f"mode {mode}: no samples after the {warmup_s:g} s warm-up (partial run)")
+            data.partial_modes.add(mode)
+            return _empty_mode(percentile)
+        summary = stats.mode_stats(ms, self.th, percentile)
+        summary["partial"] = False
+        summary["samples_total"] = ms.total_requests
+        if mode == "offload" or mode in data.jobs:
+            table = data.jobs.get(mode)
+            if table is None:
+                data.notes.append(f"mode {mode}: no jobs/{mode}.jsonl: every accepted job counts as lost")
+            matched = jobs_mod.match(df, table)
+            summary["jobs"] = jobs_mod.reconcile(matched, table, ms.start_ts)
+            summary["jobs"].update(jobs_mod.queue_stats(data.queue.get(mode), ms.start_ts, ms.end_ts))
+            self.e2e_ms = jobs_mod.e2e_ms(matched, table, ms.start_ts)
+        self.samples.append(ms)
+        return summary
 
 
 def write_plots(an: Analysis, plots_dir: Path) -> dict[str, Path]:

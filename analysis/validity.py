@@ -58,6 +58,13 @@ def check(data: RunData, modes: dict[str, dict[str, Any]], percentile: str, th: 
         if rate is not None and rate > th.error_rate_max:
             notes.append(f"{mode}: error rate {rate:.2%} over {th.error_rate_max:.2%}")
         _loadgen_checks(mode, data.loadgen.get(mode, []), th, notes)
+        late = (summary.get("send_lateness_ms") or {}).get("p99")
+        if late is not None and late > th.send_lateness_p99_max_ms:
+            notes.append(
+                f"{mode}: the load generator sent 1 % of requests over {late:.1f} ms after their intended start "
+                f"(send lateness p99 > {th.send_lateness_p99_max_ms:g} ms): the corrected latency charges that "
+                "delay to the server"
+            )
         meta = (data.run.get("modes") or {}).get(mode) or {}
         locust = meta.get("locust_requests")
         total = summary.get("samples_total")
