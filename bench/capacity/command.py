@@ -33,7 +33,9 @@ console = Console(stderr=True, soft_wrap=True)
 DRAIN_S = (
     2.0  # a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled
 )
-SATURATE = 2.0  # a worker step offers this many times the job rate the workers could possibly reach
+# a worker step offers n x 1.25 x the first rate one worker could not keep up with: above what n workers can do
+# (scaling is at most linear), and no more API and generator load than that, which would take CPU from them
+SATURATE = 1.25
 
 
 def _bracket_text(search: Search) -> str:
@@ -187,7 +189,7 @@ def capacity_command(
         1, help="Locust load processes (add some when steps are generator-limited)"
     ),
     max_in_flight: int = typer.Option(1000, help="open model: cap on requests in flight"),
-    max_steps: int = typer.Option(10, help="at most this many steps per mode"),
+    max_steps: int = typer.Option(8, help="at most this many steps per mode"),
     factor: float = typer.Option(4.0, help="exponential phase: multiply the rate by this per step"),
     out: Path = typer.Option(Path("reports/capacity"), help="capacity results go to OUT/<id>/"),
 ) -> None:

@@ -33,7 +33,7 @@ class CapacityConfig(BaseModel):
     max_rate: float = Field(5000.0, gt=0, le=1_000_000)
     factor: float = Field(4.0, gt=1, description="exponential phase: rate multiplier per step")
     precision: float = Field(PRECISION, gt=1, le=2)
-    max_steps: int = Field(10, ge=1, le=100, description="per mode")
+    max_steps: int = Field(8, ge=1, le=100, description="per mode")
     workers: list[int] = Field(default_factory=lambda: [1, 2])
     processes: int = Field(1, ge=1, le=64)
     max_in_flight: int = Field(1000, ge=1)

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bench.capacity.model import CapacityResult  # noqa: E402
+from bench.capacity.search import placed  # noqa: E402
 from bench.capacity.usl import usl_rate  # noqa: E402
 
 _STYLES = {"p50": ":", "p95": "-", "p99": "--"}
@@ -36,14 +37,14 @@ def plot_latency(res: CapacityResult, path: Path, fast_ms: float, slow_ms: float
     fig, ax = plt.subplots(figsize=(9, 5))
     colors = _colors(list(res.modes))
     for mode, m in res.modes.items():
-        steps = sorted(m.steps, key=lambda s: s.rate)
-        rates = [s.rate for s in steps]
+        steps = sorted(m.steps, key=placed)
+        rates = [placed(s) for s in steps]
         for key, style in _STYLES.items():
             values = [getattr(s, key) if getattr(s, key) is not None else np.nan for s in steps]
             ax.plot(rates, values, style, marker="o", ms=3, color=colors[mode], label=f"{mode} {key}")
         limited = [s for s in steps if s.generator_limited]
         if limited:
-            ax.scatter([s.rate for s in limited], [s.p95 or np.nan for s in limited], marker="x", s=60,
+            ax.scatter([placed(s) for s in limited], [s.p95 or np.nan for s in limited], marker="x", s=60,
                        color=colors[mode], label=f"{mode}: generator-limited")  # fmt: skip
         for target, rate in (("fast", m.max_rate.fast), ("ok", m.max_rate.ok)):
             if rate is not None:
@@ -54,7 +55,7 @@ def plot_latency(res: CapacityResult, path: Path, fast_ms: float, slow_ms: float
     ax.axhline(slow_ms, color="red", lw=1, label=f"ok ({slow_ms:g} ms)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("offered rate (req/s, log)")
+    ax.set_xlabel("arrival rate the server got (req/s, log; generator-limited: asked)")
     ax.set_ylabel("latency (ms, log; corrected for coordinated omission)")
     ax.set_title("API latency against offered rate; vertical lines: the highest sustainable rate per target")
     ax.legend(fontsize=7, ncol=3)
@@ -68,8 +69,8 @@ def plot_throughput(res: CapacityResult, path: Path) -> Path:
     colors = _colors(list(res.modes))
     top = 1.0
     for mode, m in res.modes.items():
-        steps = sorted(m.steps, key=lambda s: s.rate)
-        x = [s.rate for s in steps]
+        steps = sorted(m.steps, key=placed)
+        x = [placed(s) for s in steps]
         y = [s.achieved_rate if s.achieved_rate is not None else np.nan for s in steps]
         top = max([top, *x])
         ax.plot(x, y, marker="o", color=colors[mode], label=mode)
@@ -90,15 +91,15 @@ def plot_backlog(res: CapacityResult, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = _colors(list(res.modes))
     for mode, m in modes.items():
-        steps = sorted((s for s in m.steps if s.backlog_slope_per_s is not None), key=lambda s: s.rate)
-        ax.plot([s.rate for s in steps], [s.backlog_slope_per_s or 0.0 for s in steps], marker="o", color=colors[mode],
+        steps = sorted((s for s in m.steps if s.backlog_slope_per_s is not None), key=placed)
+        ax.plot([placed(s) for s in steps], [s.backlog_slope_per_s or 0.0 for s in steps], marker="o", color=colors[mode],
                 label=f"{mode}: backlog growth")  # fmt: skip
         if m.jobs and m.jobs.max_rate is not None:
             ax.axvline(m.jobs.max_rate, color=colors[mode], alpha=0.4, ls="--",
                        label=f"{mode}: jobs keep up to {m.jobs.max_rate:,.0f}/s")  # fmt: skip
     ax.axhline(0, color="grey", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("offered rate (req/s, log)")
+    ax.set_xlabel("arrival rate the server got (req/s, log; generator-limited: asked)")
     ax.set_ylabel("job backlog growth through the step (jobs/s)")
     ax.set_title("Job backlog against offered rate (bounded = the workers keep up)")
     ax.legend(fontsize=8)

@@ -78,13 +78,13 @@ class Search:
         self.steps.append(step)
         first, self._retry = self._retry, None
         if first is not None and first.rate == step.rate:  # the repeat decides: forget the first's unknowns
-            got = _placed(first)
+            got = placed(first)
             for name, t in self._t.items():
                 if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
                     t.unknown.remove(got)
         elif step.generator_limited and self.retry_generator_limited:
             self._retry = step
-        rate = _placed(step)
+        rate = placed(step)
         for name, t in self._t.items():
             outcome = step.verdicts.get(name, "unknown")
             {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(rate)
@@ -152,7 +152,7 @@ class Search:
         return out
 
 
-def _placed(step: Step) -> float:
+def placed(step: Step) -> float:
     """Where a step counts: the arrivals the server got, or, when the generator could not send them, the
     rate it was asked for (the search cannot judge that rate or any above it)."""
     if step.generator_limited or not step.arrival_rate:
