@@ -180,7 +180,7 @@ def capacity_command(
     host: str = typer.Option(None, help="an API already running at this URL (its API side only)"),
     redis_url: str = typer.Option(None, help="with --host: the service's Redis, to watch its job side too"),
     percentile: str = typer.Option("p95", help="the percentile judged against 100 ms / 1000 ms"),
-    step_duration: str = typer.Option("8s", help="load time of each step (whole seconds), e.g. 8s, 20s"),
+    step_duration: str = typer.Option("6s", help="load time of each step (whole seconds), e.g. 6s, 20s"),
     warmup: str = typer.Option(None, help="excluded from each step (default: a fifth of it, at most 5s)"),
     min_rate: float = typer.Option(10.0, help="first rate tried, req/s"),
     max_rate: float = typer.Option(5000.0, help="highest rate tried, req/s"),

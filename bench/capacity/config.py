@@ -25,9 +25,9 @@ class CapacityConfig(BaseModel):
     host: str | None = None
     redis_url: str | None = None
     percentile: str = "p95"
-    # 8 s steps (1.6 s warm-up): ~24 steps of three modes and two worker counts fit in 6 min on 2 cores
+    # 6 s steps (1.2 s warm-up): ~24 steps of three modes and two worker counts fit in ~6 min on 2 cores
     # (each step also starts and stops its own stack and analyses its run); 20 s gives tighter numbers
-    step_duration_s: float = Field(8.0, gt=0, le=3600)
+    step_duration_s: float = Field(6.0, gt=0, le=3600)
     warmup_s: float | None = Field(None, ge=0, description="default: a fifth of a step, at most 5 s")
     min_rate: float = Field(10.0, gt=0)
     max_rate: float = Field(5000.0, gt=0, le=1_000_000)
