@@ -1,102 +1,97 @@
-"""Tiny in-process Prometheus metrics: per-route request counts and latency histograms (text format 0.0.4).
+"""Prometheus metrics with prometheus_client: per-route request counts and latency histograms, plus job counters
+and queue gauges read from Redis at scrape time.
 
-Written by hand (a few dozen lines) rather than pulling prometheus_client: one process, no labels beyond
-route/method/status, and the hot path is a dict lookup plus a bisect.
+Several uvicorn worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty folder, before the processes start,
+as prometheus_client's multiprocess mode requires) and every process writes its samples there; a scrape of any
+process then sums them all. Without it, one process's own registry is served.
 """
 
 from __future__ import annotations
 
-import bisect
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: a timestamp per label set that nobody here graphs
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 # seconds; dense where our targets are (fast < 100 ms, slow > 1 s)
-BUCKETS_S: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
-
+BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_COUNTERS = ("enqueued", "completed", "retried", "dead_lettered", "redriven", "executions")
 
 
-@dataclass
-class Histogram:
-    """Cumulative-on-render latency histogram."""
-
-    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
-    total: int = 0
-    sum_s: float = 0.0
-
-    def observe(self, value_s: float) -> None:
-        """Record one observation."""
-        self.counts[bisect.bisect_left(BUCKETS_S, value_s)] += 1
-        self.total += 1
-        self.sum_s += value_s
-
-
-@dataclass
 class Registry:
-    """Request counters by (method, route, status) and latency by (method, route)."""
+    """The HTTP metrics of this app (one per create_app; in multiprocess mode, files shared by the processes)."""
 
-    requests: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    latency: dict[tuple[str, str], Histogram] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "offload_http_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "offload_http_request_duration_seconds",
+            "HTTP request latency (server side).",
+            ["method", "route"],
+            buckets=BUCKETS_S,
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, elapsed_s: float) -> None:
         """Record one finished request."""
-        key = (method, route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.latency.get((method, route))
-        if hist is None:
-            hist = self.latency[(method, route)] = Histogram()
-        hist.observe(elapsed_s)
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(elapsed_s)
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _Snapshot(Collector):
+    """Values read from Redis for this scrape (shared by every process, so never summed across them)."""
 
+    def __init__(self, stats: Mapping[str, int] | None, queue: Mapping[str, int], redis_up: bool) -> None:
+        self.stats, self.queue, self.redis_up = stats, queue, redis_up
 
-def render(registry: Registry, stats: Mapping[str, int] | None, queue: Mapping[str, int]) -> str:
-    """Prometheus text: http metrics, job counters from ob:stats (None: Redis down, omitted), queue gauges."""
-    out: list[str] = [
-        "# HELP offload_http_requests_total HTTP requests by method, route and status.",
-        "# TYPE offload_http_requests_total counter",
-    ]
-    for (method, route, status), n in sorted(registry.requests.items()):
+    def collect(self) -> list[Metric]:
+        out: list[Metric] = []
+        if self.stats is not None:
+            for name in JOB_COUNTERS:
+                family = CounterMetricFamily(
+                    f"offload_jobs_{name}", f"Jobs {name} (all processes, from Redis)."
+                )
+                family.add_metric([], int(self.stats.get(name, 0)))
+                out.append(family)
+        for name, value in self.queue.items():
+            out.append(
+                GaugeMetricFamily(f"offload_queue_{name}", f"arq queue {name.replace('_', ' ')}.", value)
+            )
         out.append(
-            f'offload_http_requests_total{{method="{method}",route="{_esc(route)}",status="{status}"}} {n}'
+            GaugeMetricFamily("offload_redis_up", "1 when Redis answered this scrape.", int(self.redis_up))
         )
-    out += [
-        "# HELP offload_http_request_duration_seconds HTTP request latency (server side).",
-        "# TYPE offload_http_request_duration_seconds histogram",
-    ]
-    for (method, route), hist in sorted(registry.latency.items()):
-        labels = f'method="{method}",route="{_esc(route)}"'
-        running = 0
-        for bound, count in zip(BUCKETS_S, hist.counts, strict=False):
-            running += count
-            out.append(f'offload_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}')
-        out.append(f'offload_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {hist.total}')
-        out.append(f"offload_http_request_duration_seconds_sum{{{labels}}} {hist.sum_s:.6f}")
-        out.append(f"offload_http_request_duration_seconds_count{{{labels}}} {hist.total}")
-    counters = JOB_COUNTERS if stats is not None else ()
-    for name in counters:
-        metric = f"offload_jobs_{name}_total"
-        out += [f"# HELP {metric} Jobs {name} (all processes, from Redis).", f"# TYPE {metric} counter"]
-        out.append(f"{metric} {int((stats or {}).get(name, 0))}")
-    for name, value in queue.items():
-        metric = f"offload_queue_{name}"
-        out += [f"# HELP {metric} arq queue {name.replace('_', ' ')}.", f"# TYPE {metric} gauge"]
-        out.append(f"{metric} {value}")
-    return "\n".join(out) + "\n"
+        return out
+
+
+def render(
+    registry: Registry, stats: Mapping[str, int] | None, queue: Mapping[str, int], redis_up: bool
+) -> bytes:
+    """Prometheus text: http metrics (every process's in multiprocess mode), job counters, queue gauges."""
+    scrape = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(scrape)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+        http = generate_latest(scrape)
+    else:
+        http = generate_latest(registry.registry)
+    redis_side = CollectorRegistry(auto_describe=False)
+    redis_side.register(_Snapshot(stats, queue, redis_up))
+    return http + generate_latest(redis_side)

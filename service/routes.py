@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from arq.constants import default_queue_name
 from fastapi import APIRouter, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -27,7 +27,7 @@ from service.backfill import (
     run_backfill,
 )
 from service.enqueue import enqueue_backfill
-from service.metrics import Registry, render
+from service.metrics import CONTENT_TYPE, Registry, render
 from service.models import JobAccepted, SourceCreated, SourceIn, SourceOut
 from service.settings import Settings
 from service.sources import Idempotency, create_source, new_id, read_source, source_fields
@@ -231,7 +231,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus text: per-route counts and latency, job counters, queue depth (Redis parts only when up)."""
     st = _state(request)
@@ -249,7 +249,4 @@ async def metrics(request: Request) -> Response:
         redis_up = 1
     except RedisError:
         redis_up = 0
-    text = render(st.registry, stats, queue)
-    text += "# HELP offload_redis_up 1 when Redis answered this scrape.\n# TYPE offload_redis_up gauge\n"
-    text += f"offload_redis_up {redis_up}\n"
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(render(st.registry, stats, queue, bool(redis_up)), media_type=CONTENT_TYPE)

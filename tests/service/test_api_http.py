@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -217,7 +220,7 @@ def test_metrics_count_requests_jobs_and_queue_depth(api_url: str) -> None:
     assert _metric(text, 'offload_http_requests_total{method="POST",route="/noop/sources",status="422"}') == 1
     assert _metric(text, 'offload_http_requests_total{method="GET",route="unmatched",status="404"}') == 1
     assert _metric(text, f"offload_http_request_duration_seconds_count{{{route}}}") == 3
-    assert _metric(text, f'offload_http_request_duration_seconds_bucket{{{route},le="+Inf"}}') == 3
+    assert _metric(text, f'offload_http_request_duration_seconds_bucket{{le="+Inf",{route}}}') == 3
     assert _metric(text, f"offload_http_request_duration_seconds_sum{{{route}}}") > 0
     assert _metric(text, "offload_jobs_enqueued_total") == 3
     assert _metric(text, "offload_jobs_completed_total") == 0
@@ -238,7 +241,7 @@ def test_inject_delay_slows_offload_only(start_api) -> None:  # type: ignore[no-
     assert (
         _metric(
             metrics,
-            'offload_http_request_duration_seconds_bucket{method="POST",route="/offload/sources",le="0.25"}',
+            'offload_http_request_duration_seconds_bucket{le="0.25",method="POST",route="/offload/sources"}',
         )
         == 0
     )
@@ -286,3 +289,37 @@ def test_a_redis_url_with_a_password_works_end_to_end_and_is_not_logged(
     with httpx.Client(base_url=wrong.url) as c:
         assert c.get("/healthz").status_code == 503  # the password is enforced, and the API says so
     assert password not in api.log() and password not in wrong.log() and password not in worker.log()
+
+
+def test_metrics_sum_every_uvicorn_worker_process(redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # prometheus_client's multiprocess mode: whichever process answers the scrape reports all processes' requests
+    from tests.service.conftest import REPO, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+    env.update(OFFLOAD_REDIS_URL=redis_url, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.api:create_app", "--workers", "2"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.glob("counter_*.db"))) < 2:  # one file per process once it has served
+            assert time.monotonic() < deadline and proc.poll() is None, "two uvicorn workers did not serve"
+            try:
+                with httpx.Client(base_url=url) as c:  # a new connection each time: spread over processes
+                    assert c.post("/noop/sources", json=BODY).status_code == 201
+            except httpx.TransportError:
+                time.sleep(0.1)
+        sent = 0
+        for _ in range(20):
+            with httpx.Client(base_url=url) as c:
+                assert c.post("/noop/sources", json=BODY).status_code == 201
+                sent += 1
+        with httpx.Client(base_url=url) as c:
+            text = c.get("/metrics").text
+        total = _metric(text, 'offload_http_requests_total{method="POST",route="/noop/sources",status="201"}')
+        assert total >= sent + 2  # the requests of both processes, not only the scraped one's
+    finally:
+        proc.terminate()
+        proc.wait(15)
