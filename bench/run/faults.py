@@ -90,8 +90,11 @@ class FaultInjector:
             replacement = (
                 self.stack.start_worker()
             )  # at once: the queue keeps draining while the victim stops
+            signalled = time.monotonic()
             code = self.stack.stop_worker(victim, WORKER_FAULTS[fault.name])
+            # exit_s: signal to exit, e.g. a SIGTERM during a Redis hang is bounded by grace + a margin
             fault.record["detail"] = {"worker": victim.name, "pid": victim.pid, "exit_code": code,
+                                      "exit_s": round(time.monotonic() - signalled, 3),
                                       "replacement": replacement.name}  # fmt: skip
         elif fault.name in REDIS_FAULTS:
             redis = self.stack.redis
