@@ -90,3 +90,24 @@ def test_failure_rates_retry_and_dead_letter_without_loss(tmp_path, faults):
     assert jobs["retried"] > 0 and jobs["dead_lettered"] > 0
     assert summary["run"]["work_profile"]["transient_rate"] == 0.3
     assert summary["run"]["work_profile"]["poison_rate"] == 0.05
+
+
+def test_redis_freeze_parses_and_needs_the_embedded_redis():
+    from bench.run.faults import FAULT_NAMES, parse_fault
+
+    fault = parse_fault("redis-freeze@10s:30s", 60)
+    assert (fault.name, fault.at_s, fault.down_s) == ("redis-freeze", 10.0, 30.0)
+    assert "redis-freeze" in FAULT_NAMES
+
+
+def test_redis_freeze_answers_503_fast_and_loses_nothing(tmp_path):
+    # issue 14.6: Redis up, connections open, nothing answered (SIGSTOP) for 3 s, then SIGCONT
+    env = {"OFFLOAD_JOB_TIMEOUT_S": "3", "OFFLOAD_ORPHAN_MARGIN_S": "1"}
+    summary = _run(tmp_path, "--fault", "redis-freeze@3s:3s", *FAST_JOBS, env=env)
+    fault, jobs = _fault(summary), summary["modes"]["offload"]["jobs"]
+    _all_accounted(jobs)
+    assert fault["name"] == "redis-freeze" and fault["detail"]["down_s"] >= 3
+    api = fault["api"]
+    assert api["errors"] > 0 and set(api["error_statuses"]) == {"503"}
+    assert api["max_error_latency_ms"] <= 1500  # a hung Redis costs a bounded 503, never a hang
+    assert summary["reliability"]["errors_outside_faults"] == 0
