@@ -3,7 +3,9 @@
 Definitions:
 - accepted: distinct job ids in the mode's 2xx samples (the whole run, warm-up included: those jobs count too);
 - completed / dead_lettered / pending: accepted jobs whose exported record is done / dead / pending or running;
-- lost: accepted jobs in none of those (no record, state "missing" or unknown). These four add up to accepted;
+- unknown: accepted jobs whose fate the tracker could not learn (state "unknown": e.g. arq keeps no result,
+  or the target has no tracker) — never counted as done, never as lost;
+- lost: accepted jobs in none of those (no record, or state "missing"). These five add up to accepted;
 - retried: accepted jobs with at least one attempt whose outcome was "retry"; redriven: redrives > 0;
 - duplicates: executions no deliberate action explains, summed over accepted jobs:
   max(0, executions - 1 - retry attempts - redrives);
@@ -79,11 +81,11 @@ def _first_seen(codes: np.ndarray, size: int) -> np.ndarray:
 
 
 def _known(jobs: pd.DataFrame | None, pos: np.ndarray) -> np.ndarray:
-    """Per accepted id: its record's state is one of a known fate (done, dead, pending, running)."""
+    """Per accepted id: its record accounts for it (done, dead, pending, running, or a fate unknown)."""
     if jobs is None or not len(jobs):
         return np.zeros(pos.size, dtype=bool)
     state = jobs["state"].astype("category")
-    fate = state.cat.categories.isin(["done", "dead", *PENDING_STATES])
+    fate = state.cat.categories.isin(["done", "dead", "unknown", *PENDING_STATES])
     codes = state.cat.codes.to_numpy()
     found = pos >= 0
     known = np.zeros(pos.size, dtype=bool)
@@ -141,7 +143,8 @@ def reconcile(m: Matched, jobs: pd.DataFrame | None, measured_from_ts: float) ->
         duplicates = 0
         wait_ms = np.zeros(0)
     e2e = e2e_ms(m, jobs, measured_from_ts)
-    known = int(np.count_nonzero(np.isin(state, ("done", "dead", *PENDING_STATES))))
+    unknown = int(np.count_nonzero(state == "unknown"))
+    known = int(np.count_nonzero(np.isin(state, ("done", "dead", *PENDING_STATES)))) + unknown
     return {
         "accepted": m.accepted,
         "completed": int(np.count_nonzero(state == "done")),
@@ -149,6 +152,7 @@ def reconcile(m: Matched, jobs: pd.DataFrame | None, measured_from_ts: float) ->
         "dead_lettered": int(np.count_nonzero(state == "dead")),
         "redriven": int(np.count_nonzero(redrives > 0)),
         "pending": int(np.count_nonzero(np.isin(state, PENDING_STATES))),
+        "unknown": unknown,
         "lost": m.accepted - known,
         "lost_ids_sample": m.lost_ids,
         "duplicates": duplicates,

@@ -185,9 +185,10 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     out += _md_table(
         ["percentile", "sync API ms", "offload API ms", "API speed-up", "offload work done (e2e) ms"], rows
     )
-    jobs = (summary["modes"].get("offload") or {}).get("jobs")
+    job_mode = next((m for m, v in summary["modes"].items() if v.get("jobs")), "offload")
+    jobs = summary["modes"][job_mode]["jobs"] if job_mode in summary["modes"] else None
     if jobs:
-        out += ["", "### Offload jobs", ""]
+        out += ["", "### Offload jobs" + ("" if job_mode == "offload" else f" ({job_mode})"), ""]
         names = [
             "accepted",
             "completed",
@@ -195,10 +196,11 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
             "dead_lettered",
             "redriven",
             "pending",
+            "unknown",
             "lost",
             "duplicates",
         ]
-        out += _md_table(names, [[num(jobs[n]) for n in names]])
+        out += _md_table(names, [[num(jobs.get(n)) for n in names]])
         wait = " / ".join(ms(jobs["queue_wait_ms"][k]) for k in ("p50", "p95", "p99"))
         drain = (
             "not drained" if jobs["drain_s"] is None else f"drained {jobs['drain_s']:.1f} s after the load"

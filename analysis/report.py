@@ -56,6 +56,7 @@ class Analysis:
         self.data, self.th = data, th
         self.samples: list[stats.ModeSamples] = []
         self.e2e_ms = np.zeros(0)
+        self.job_mode = "offload"  # the mode whose jobs are reconciled (a target may name it otherwise)
         modes: dict[str, dict[str, Any]] = {}
         by_mode = data.by_mode()
         for mode in data.modes:
@@ -70,7 +71,10 @@ class Analysis:
             "modes": modes,
             "comparison": compare_modes(modes),
             "reliability": reliability.fault_effects(
-                data.faults, by_mode.get("offload"), data.queue.get("offload"), data.attempts.get("offload")
+                data.faults,
+                by_mode.get(self.job_mode),
+                data.queue.get(self.job_mode),
+                data.attempts.get(self.job_mode),
             ),
             "validity": validity.check(data, modes, percentile, th),
         }
@@ -95,6 +99,7 @@ class Analysis:
             summary["jobs"] = jobs_mod.reconcile(matched, table, ms.start_ts)
             summary["jobs"].update(jobs_mod.queue_stats(data.queue.get(mode), ms.start_ts, ms.end_ts))
             self.e2e_ms = jobs_mod.e2e_ms(matched, table, ms.start_ts)
+            self.job_mode = mode
         self.samples.append(ms)
         return summary
 
@@ -115,14 +120,14 @@ def write_plots(an: Analysis, plots_dir: Path) -> dict[str, Path]:
         th.max_points_per_mode, th.fast_ms, th.slow_ms, an.data.faults,
     )  # fmt: skip
     out["throughput"] = plots.plot_throughput(an.samples, plots_dir / "throughput.png")
-    offload = next((ms for ms in an.samples if ms.mode == "offload"), None)
-    queue = an.data.queue.get("offload")
+    offload = next((ms for ms in an.samples if ms.mode == an.job_mode), None)
+    queue = an.data.queue.get(an.job_mode)
     if queue is not None and not queue.empty:
         out["queue"] = plots.plot_queue(
             queue, offload.end_ts if offload else None, plots_dir / "queue_depth.png"
         )
     if an.e2e_ms.size:
-        e2e = modes["offload"]["jobs"]["e2e_ms"]
+        e2e = modes[an.job_mode]["jobs"]["e2e_ms"]
         out["e2e"] = plots.plot_e2e(an.e2e_ms, e2e, plots_dir / "offload_e2e.png")
     return out
 

@@ -66,6 +66,7 @@ class Jobs(Open):
     dead_lettered: int | None = None
     redriven: int | None = None
     pending: int | None = None
+    unknown: int | None = None  # fate the tracker could not learn: neither done nor lost
     lost: int | None = None
     lost_ids_sample: list[str] = Field(default_factory=list)
     duplicates: int | None = None

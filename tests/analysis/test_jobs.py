@@ -76,3 +76,27 @@ def test_golden_fixture_is_what_the_script_writes(tmp_path):
     assert committed == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
     for rel in committed:
         assert (fresh / rel).read_bytes() == (GOLDEN / rel).read_bytes(), rel
+
+
+def test_an_unknown_fate_is_neither_done_nor_lost(tmp_path):
+    """A tracker that cannot learn a job's fate (arq keep_result=0, tracker none) says so: counted apart."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN, run)
+    path = run / "jobs" / "offload.jsonl"
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["job_id"] == "j01" and first["state"] == "done"
+    first.update(state="unknown", done_ts=None)
+    path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    summary = build_report(run, out_dir=tmp_path / "out")
+    jobs = summary["modes"]["offload"]["jobs"]
+    expected = make_golden.EXPECTED
+    assert jobs["unknown"] == 1
+    assert jobs["completed"] == expected["completed"] - 1
+    assert jobs["lost"] == expected["lost"] and "j01" not in jobs["lost_ids_sample"]
+    fates = ("completed", "dead_lettered", "pending", "unknown", "lost")
+    assert sum(jobs[k] for k in fates) == jobs["accepted"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| unknown | lost |" in md.split("### Offload jobs")[1]
