@@ -40,6 +40,7 @@ def values_for(host: str, redis_url: str) -> dict[str, str]:
         "redis_url": redis_url,
         "redis_host": rds.hostname or "127.0.0.1",
         "redis_port": str(rds.port or 6379),
+        "redis_password": urllib.parse.unquote(rds.password or ""),
         "python": sys.executable,
     }
 

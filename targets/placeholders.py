@@ -1,7 +1,7 @@
 """{placeholder} expansion in target files: checked at load time, compiled once, cheap per request.
 
 Start-time placeholders are known when the stack starts ({port}, {redis_url}, {redis_host}, {redis_port},
-{python}); request-time ones change per request ({seq}, {uuid}); {job_id} only in the http tracker's
+{redis_password} (empty when none: the embedded Redis has a random one per start), {python}); request-time ones change per request ({seq}, {uuid}); {job_id} only in the http tracker's
 status_path. `{{` and `}}` are literal braces.
 """
 
@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-START_TIME: Final = ("port", "redis_url", "redis_host", "redis_port", "python")
+START_TIME: Final = ("port", "redis_url", "redis_host", "redis_port", "redis_password", "python")
 REQUEST_TIME: Final = ("seq", "uuid")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 # request-time placeholders survive json.dumps as this escaped marker, so a serialized body is split once

@@ -75,5 +75,6 @@ def start_values(port: int, redis_url: str) -> dict[str, str]:
         "redis_url": redis_url,
         "redis_host": parsed.hostname or "127.0.0.1",
         "redis_port": str(parsed.port or 6379),
+        "redis_password": urllib.parse.unquote(parsed.password or ""),
         "python": shlex.quote(sys.executable),
     }

@@ -79,6 +79,6 @@ def test_locust_with_a_bad_target_is_one_error_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: {bad}: modes.x.path: unknown placeholder {{nope}} (known here: {{port}}, {{redis_url}}, "
-        "{redis_host}, {redis_port}, {python}, {seq}, {uuid}) (see `locust -f loadtests/ --help`, group offload-bench)"
+        "{redis_host}, {redis_port}, {redis_password}, {python}, {seq}, {uuid}) (see `locust -f loadtests/ --help`, group offload-bench)"
     ]
     assert "Traceback" not in err
