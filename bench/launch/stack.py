@@ -191,11 +191,9 @@ class Stack:
         try:
             if self.target.jobs.tracker == "arq":
                 return bool(client.exists(self.target.jobs.queue + ":health-check"))
-            from service import keys  # the built-in target's workers beat under our prefix
+            from service.lifecycle import live_workers  # the built-in target's workers beat in one zset
 
-            return (
-                sum(1 for _ in client.scan_iter(match=keys.WORKER_HEARTBEAT_PREFIX + "*", count=100)) >= live
-            )
+            return live_workers(client) >= live
         except redis.RedisError:
             return False
         finally:
