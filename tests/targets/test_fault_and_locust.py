@@ -23,7 +23,7 @@ def test_worker_sigkill_ends_with_lost_0_after_arq_reruns_the_orphans(tmp_path: 
     # key expires (the example's job_timeout 5 s + 10 s), under the replacement worker
     args = ["--target", str(EXAMPLE), "--duration", "6s", "--warmup", "1s", "--arrival-rate", "6"]
     args += ["--drain-timeout", "45s", "--modes", "offload", "--fault", "worker-sigkill@2s"]
-    code, err, run_dir = _run(tmp_path, *args, timeout_s=170)
+    code, err, run_dir = _run(tmp_path, *args, timeout_s=170, work_ms=1000)
     assert code == 0, err[-3000:]
     assert run_dir is not None
     (fault,) = json.loads((run_dir / "faults.json").read_text())

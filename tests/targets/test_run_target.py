@@ -16,10 +16,12 @@ CLI = [sys.executable, "-m", "bench", "run"]
 SHORT = ["--duration", "4s", "--warmup", "1s", "--arrival-rate", "15", "--drain-timeout", "30s"]
 
 
-def _run(tmp_path: Path, *args: str, timeout_s: float = 170) -> tuple[int, str, Path | None]:
+def _run(
+    tmp_path: Path, *args: str, timeout_s: float = 170, work_ms: int = 20
+) -> tuple[int, str, Path | None]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_") and k != "REDIS_URL"}
     env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
-    env["WORK_MS"] = "20"
+    env["WORK_MS"] = str(work_ms)
     proc = subprocess.run(
         [*CLI, "--out", str(tmp_path / "runs"), *args],
         cwd=tmp_path,
