@@ -186,7 +186,7 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
         ["percentile", "sync API ms", "offload API ms", "API speed-up", "offload work done (e2e) ms"], rows
     )
     job_mode = next((m for m, v in summary["modes"].items() if v.get("jobs")), "offload")
-    jobs = summary["modes"][job_mode]["jobs"] if job_mode in summary["modes"] else None
+    jobs = (summary["modes"].get(job_mode) or {}).get("jobs")
     if jobs:
         out += ["", "### Offload jobs" + ("" if job_mode == "offload" else f" ({job_mode})"), ""]
         names = [

@@ -195,7 +195,13 @@ def main() -> int:
         )
         # the max rate of a CPU-bound generator is 1 / CPU per request: the same ratio, measured by CPU time
         figures.append(
-            Figure("Locust CPU per request, capture off/on" + suffix, us_off / us_on, GOAL, "info")
+            # a 1 s --quick run may have no CPU sample: no ratio then, not a crash
+            Figure(
+                "Locust CPU per request, capture off/on" + suffix,
+                us_off / us_on if us_on else float("nan"),
+                GOAL,
+                "info",
+            )
         )
     print(f"note: {SHARED_CORES_NOTE}")
     result = Result("capture", figures, {"runs": results, "medians": medians, "args": vars(args)})
