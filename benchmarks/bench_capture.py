@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,11 @@ UVICORN = [
     "warning",
     "--no-access-log",
 ]
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is 0 (a tiny --quick run may have no CPU sample or no request)."""
+    return a / b if b else float("nan")
 
 
 def one_run(
@@ -75,7 +81,7 @@ def one_run(
     return {
         "capture": capture,
         "requests": mode["locust_requests"],
-        "rate": mode["locust_requests"] / duration,
+        "rate": _ratio(mode["locust_requests"], duration),
         "cpu": mean_cpu,
         # Locust CPU per request: less sensitive than the rate to what else runs on the shared cores
         "cpu_us": mean_cpu / 100.0 * duration / max(1, mode["locust_requests"]) * 1e6,
@@ -181,28 +187,22 @@ def main() -> int:
         )
         medians[label] = {"on": on, "off": off, "cpu_us_on": us_on, "cpu_us_off": us_off}
         print(
-            f"{label}: median req/s: capture on {on:,.0f}, off {off:,.0f}; ratio on/off {on / off:.3f}; "
+            f"{label}: median req/s: capture on {on:,.0f}, off {off:,.0f}; ratio on/off {_ratio(on, off):.3f}; "
             f"Locust CPU per request on {us_on:.0f} us, off {us_off:.0f} us"
         )
         suffix = "" if label == "this" else f" ({label})"
         figures.append(
             Figure(
                 "Locust max rate, capture on/off" + suffix,
-                on / off,
+                _ratio(on, off),
                 GOAL,
                 ">=" if label == "this" else "info",
             )
         )
         # the max rate of a CPU-bound generator is 1 / CPU per request: the same ratio, measured by CPU time
-        figures.append(
-            # a 1 s --quick run may have no CPU sample: no ratio then, not a crash
-            Figure(
-                "Locust CPU per request, capture off/on" + suffix,
-                us_off / us_on if us_on else float("nan"),
-                GOAL,
-                "info",
-            )
-        )
+        cpu_ratio = _ratio(us_off, us_on)
+        if math.isfinite(cpu_ratio):  # a 1 s --quick run may have no CPU sample: no figure then
+            figures.append(Figure("Locust CPU per request, capture off/on" + suffix, cpu_ratio, GOAL, "info"))
     print(f"note: {SHARED_CORES_NOTE}")
     result = Result("capture", figures, {"runs": results, "medians": medians, "args": vars(args)})
     return result.report(args.json)
