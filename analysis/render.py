@@ -189,18 +189,7 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
     jobs = (summary["modes"].get(job_mode) or {}).get("jobs")
     if jobs:
         out += ["", "### Offload jobs" + ("" if job_mode == "offload" else f" ({job_mode})"), ""]
-        names = [
-            "accepted",
-            "completed",
-            "retried",
-            "dead_lettered",
-            "redriven",
-            "pending",
-            "unknown",
-            "lost",
-            "duplicates",
-        ]
-        out += _md_table(names, [[num(jobs.get(n)) for n in names]])
+        out += _md_table(list(JOB_COUNTS), [[num(jobs.get(n)) for n in JOB_COUNTS]])
         wait = " / ".join(ms(jobs["queue_wait_ms"][k]) for k in ("p50", "p95", "p99"))
         drain = (
             "not drained" if jobs["drain_s"] is None else f"drained {jobs['drain_s']:.1f} s after the load"
@@ -278,6 +267,20 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+# the job counts both reports show, in this order (the fates add up to accepted)
+JOB_COUNTS = (
+    "accepted",
+    "completed",
+    "retried",
+    "dead_lettered",
+    "redriven",
+    "pending",
+    "unknown",
+    "lost",
+    "duplicates",
+)
+
+
 def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
     """report.html: one self-contained page (inline CSS, base64 PNGs), opens offline."""
     env = jinja2.Environment(
@@ -293,7 +296,7 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
         instrument=instrument_rows(summary), instrument_note=INSTRUMENT_NOTE, percentiles=list(PERCENTILES), target=target,
         corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
-        definitions=_definitions(),
+        definitions=_definitions(), job_counts=JOB_COUNTS,
         faults=fault_rows(summary),
         reliability_note=RELIABILITY_NOTE.format(
             settle=summary["reliability"].get("settle_s"), baseline=summary["reliability"].get("baseline_s")
