@@ -15,6 +15,9 @@ from runfolder.schema import LOADGEN_DIR, LOADGEN_KEYS
 
 LOADGEN_MESSAGE: Final = "ob_loadgen"
 WARN_EVERY_S: Final = 10.0
+# A CPU sample over a shorter interval is mostly quantisation (the kernel counts CPU time in clock ticks): the
+# end-of-test sample taken right after the last periodic one read 0 % or 200 %, inflating cpu_percent_max.
+MIN_CPU_INTERVAL_S: Final = 0.5
 
 _log = logging.getLogger("loadtests")
 
@@ -33,15 +36,24 @@ class LoadgenStats:
     cpu_percent: list[list[float]] = field(default_factory=list)
     _process: psutil.Process = field(default_factory=psutil.Process, repr=False)
     _primed: bool = False
+    _last_cpu_ts: float = 0.0
     _warned: tuple[int, int] = (0, 0)
     _warned_ts: float = 0.0
 
     def sample_cpu(self) -> None:
-        """Append [ts, percent of one core] since the previous call (the first call primes psutil)."""
+        """Append [ts, percent of one core] since the previous call (the first call primes psutil).
+
+        A call less than MIN_CPU_INTERVAL_S after the previous sample is skipped: its interval is too short
+        to measure, and the next call then covers it.
+        """
+        now = time.time()
+        if self._primed and now - self._last_cpu_ts < MIN_CPU_INTERVAL_S:
+            return
         percent = self._process.cpu_percent(None)
         if self._primed:  # psutil's first call has no interval to measure and returns 0.0
-            self.cpu_percent.append([round(time.time(), 3), percent])
+            self.cpu_percent.append([round(now, 3), percent])
         self._primed = True
+        self._last_cpu_ts = now
 
     def warn_if_behind(self) -> None:
         """Log when arrivals were dropped or late since the last warning (at most every WARN_EVERY_S)."""
