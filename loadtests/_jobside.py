@@ -18,6 +18,7 @@ from typing import IO, Any, Final
 import gevent
 import redis
 
+from runfolder.redact import redact
 from runfolder.schema import JOBS_DIR, QUEUE_COLUMNS, QUEUE_DIR, SAMPLE_COLUMNS
 from targets import Target
 from targets.trackers import Tracker, make_tracker
@@ -47,7 +48,9 @@ def connect(target: Target, redis_url: str, host: str) -> Tracker | None:
             client.ping()
         except (redis.RedisError, OSError) as exc:
             _log.warning(
-                "Redis at %s unreachable (%s): queue depth and job records are not captured", redis_url, exc
+                "Redis at %s unreachable (%s): queue depth and job records are not captured",
+                redact(redis_url),  # the URL carries the password (issue 14.9)
+                redact(str(exc)),
             )
             tracker.close()
             return None
