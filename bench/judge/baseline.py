@@ -22,6 +22,7 @@ from bench.judge.gate_inputs import (
     mismatches,
     schema_problems,
 )
+from runfolder.rundir import safe_name
 
 BASELINE_SCHEMA_VERSION = 1
 
@@ -78,7 +79,7 @@ def baseline_metadata(summaries: list[Summary], files: list[str]) -> dict[str, A
 def _file_names(summaries: list[Summary]) -> list[str]:
     names: list[str] = []
     for s in summaries:
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.run_id)
+        stem = safe_name(s.run_id)  # the id comes from a file: one plain component, never hidden or `..`
         name, n = f"{stem}.summary.json", 2
         while name in names:
             name, n = f"{stem}-{n}.summary.json", n + 1
