@@ -94,8 +94,10 @@ def target_section(cfg: RunConfig, target: Target, path: Path) -> dict[str, Any]
     }  # fmt: skip
 
 
-def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
-    """One full comparison into a new run folder; returns (run folder, exit code)."""
+def run_once(cfg: RunConfig, faults: list[Fault], out: Console | None = None) -> tuple[Path, int]:
+    """One full comparison into a new run folder; returns (run folder, exit code). Progress and results go
+    to `out` (default: stderr; capacity gives each step a log of its own)."""
+    out = out or console
     target, target_file = target_of(cfg)
     run_dir = create_run_dir(cfg.out)
     update_run_json(
@@ -111,12 +113,12 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
             "service_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OFFLOAD_")},
         },
     )  # fmt: skip
-    console.print(f"run folder: {run_dir}")
+    out.print(f"run folder: {run_dir}")
     stack: Stack | None = None
     injector = FaultInjector(None, faults, fault_phase(cfg))
     status, code, error = "interrupted", 130, ""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=out, transient=False) as progress:
         try:
             if cfg.host is None:
                 stack = Stack(
@@ -157,10 +159,10 @@ def run_once(cfg: RunConfig, faults: list[Fault]) -> tuple[Path, int]:
             except KeyboardInterrupt:
                 code = 130
     if error:
-        console.print(f"error: {error}; what was collected is kept in {run_dir}")
+        out.print(f"error: {error}; what was collected is kept in {run_dir}")
     if summary:
-        print_results(console, summary)
-        console.print(f"report: {run_dir / 'report.html'}  (also report.md, summary.json)")
+        print_results(out, summary)
+        out.print(f"report: {run_dir / 'report.html'}  (also report.md, summary.json)")
     return run_dir, code
 
 

@@ -75,6 +75,13 @@ class RunConfig(LoadSettings):
             raise ValueError("a mode is listed twice")
         return value
 
+    @field_validator("duration_s")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value != int(value):  # Locust's --run-time takes whole seconds: 2.5s would be cut or refused
+            raise ValueError(f"must be whole seconds (Locust runs whole seconds), got {value:g}s")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
