@@ -148,7 +148,7 @@ def pickup(store: EmbeddedRedis, n: int, log: Path, progress: Progress, seed: in
     lat_ms: list[float] = []
     try:
         deadline = time.monotonic() + 30
-        while not client.keys(f"{keys.WORKER_HEARTBEAT_PREFIX}*"):  # the worker is up and polling
+        while not lifecycle.live_workers(client):  # its heartbeat: the worker is up and polling
             if time.monotonic() > deadline or not worker.alive():
                 raise SystemExit(f"error: the worker did not start (log: {log})")
             time.sleep(0.05)

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from service import keys, lifecycle
 from service.backfill import PoisonBackfillError, backoff_s, run_backfill
 from service.dlq import add_park
-from service.worker_runtime import WorkerState, claim_s
+from service.worker_state import WorkerState, claim_s
 
 log = logging.getLogger("service.worker")
 

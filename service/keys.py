@@ -13,8 +13,6 @@ STATS: Final = (
 )
 DLQ: Final = f"{PREFIX}:dlq"  # hash job_id -> JSON dead-letter record
 DLQ_INDEX: Final = f"{PREFIX}:dlq:index"  # zset job_id scored by failure time (ms)
-# legacy: a string per worker id (value epoch s, short TTL), still written for harnesses that SCAN for it
-WORKER_HEARTBEAT_PREFIX: Final = f"{PREFIX}:worker:"
 WORKERS: Final = f"{PREFIX}:workers"  # zset worker id -> last heartbeat (epoch ms): read in O(log N), no SCAN
 HEARTBEAT_TTL_S: Final = 5  # a worker whose last heartbeat is older is not counted (and is pruned)
 

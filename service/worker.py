@@ -1,6 +1,6 @@
 """The worker's entry point: `python -m service.worker` runs one worker process with settings from the
 environment. The job (retries, DLQ, lifecycle records) is service/job.py; the process around it (graceful
-SIGTERM, batch claims, heartbeat) is service/worker_runtime.py.
+SIGTERM, batch claims) is service/worker_runtime.py, its state and heartbeat service/worker_state.py.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ from service.jsonlog import log_config
 from service.parking import EvictionRiskError
 from service.settings import Settings
 from service.worker_conn import load_job, redis_settings
-from service.worker_runtime import (
-    GracefulWorker,
-    WorkerState,
-    on_shutdown,
-    on_startup,
-)
+from service.worker_runtime import GracefulWorker
+from service.worker_state import WorkerState, on_shutdown, on_startup
 
 __all__ = ["ARQ_MAX_TRIES", "backfill_source", "build_worker", "main", "worker_kwargs"]
 

@@ -1,4 +1,4 @@
-"""The worker process's runtime around the job: arq's Worker made graceful, batch claims, the heartbeat.
+"""The worker process's runtime around the job: arq's Worker made graceful, batch claims.
 
 What it adds to arq (the job wrapper with retries and the DLQ is service/worker.py):
 - arq's SIGTERM handling cancels run_job tasks at arbitrary awaits (the CancelledError traceback, exit 1,
@@ -7,7 +7,7 @@ What it adds to arq (the job wrapper with retries and the DLQ is service/worker.
   loop return on its own, so nothing is cancelled mid-Redis-call.
 - arq's in-progress TTL is job timeout + 10 s (310 s by default); here it is job_timeout_s + orphan_margin_s.
 - arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call.
-- a heartbeat key per process for /healthz, which also drops expired claims from lifecycle.RUNNING.
+The per-process state the job reads and the start/stop hooks (the heartbeat) are service/worker_state.py.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arq.constants import (
@@ -34,12 +31,10 @@ from arq.constants import (
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from service import keys, lifecycle
-from service.parking import check_eviction, park_unrunnable
-from service.settings import Settings
+from service.parking import park_unrunnable
 from service.worker_conn import connect
+from service.worker_state import WorkerState, claim_s
 
-HEARTBEAT_EVERY_S: Final = 1.0
 # a SIGTERMed worker exits within shutdown_grace_s + this, whatever Redis does (a watchdog thread ends the
 # process); the jobs it could not finish run again when their claim expires
 SHUTDOWN_MARGIN_S: Final = 10.0
@@ -61,65 +56,6 @@ return out
 """
 
 log = logging.getLogger("service.worker")
-
-
-@dataclass
-class WorkerState:
-    """Per-process state the job wrapper reads from ctx["ob"]."""
-
-    settings: Settings
-    worker_id: str
-    rng: random.Random
-    hard_stop: bool = False  # the shutdown grace ended: jobs that have not started yet must not start
-    # job id -> lifecycle writes (pipe) -> None, to add to arq's finish transaction of that job
-    finish_writes: dict[str, Callable[[Any], None]] = field(default_factory=dict)
-
-
-def claim_s(settings: Settings) -> float:
-    """How long a claimed job stays claimed (arq's in-progress TTL): after SIGKILL it re-runs within this."""
-    return settings.job_timeout_s + settings.orphan_margin_s
-
-
-async def _heartbeat(redis: Any, worker_id: str) -> None:
-    # ZADD ob:workers id=now for /healthz (pruning beats older than the TTL: SIGKILLed workers); the legacy
-    # per-worker key too; and drop expired claims from the RUNNING zset
-    key = keys.WORKER_HEARTBEAT_PREFIX + worker_id
-    while True:
-        now_s = time.time()
-        now_ms = int(now_s * 1000)
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(keys.WORKERS, {worker_id: now_ms})
-                pipe.zremrangebyscore(keys.WORKERS, "-inf", now_ms - keys.HEARTBEAT_TTL_S * 1000)
-                pipe.set(key, f"{now_s:.3f}", ex=keys.HEARTBEAT_TTL_S)
-                pipe.zremrangebyscore(lifecycle.RUNNING, "-inf", now_ms)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-
-async def on_startup(ctx: dict[str, Any]) -> None:
-    """Check that Redis will not evict our queue (EvictionRiskError), start the heartbeat."""
-    st: WorkerState = ctx["ob"]
-    await check_eviction(ctx["redis"], st.settings.allow_evicting_redis)
-    ctx["heartbeat_task"] = asyncio.create_task(_heartbeat(ctx["redis"], st.worker_id))
-    log.info("worker started", extra={"worker_id": st.worker_id, "max_jobs": st.settings.max_jobs})
-
-
-async def on_shutdown(ctx: dict[str, Any]) -> None:
-    """Stop the heartbeat and remove it (the worker is gone, /healthz should not count it)."""
-    st: WorkerState = ctx["ob"]
-    task = ctx.pop("heartbeat_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    with contextlib.suppress(RedisError, OSError):
-        async with ctx["redis"].pipeline(transaction=False) as pipe:
-            pipe.zrem(keys.WORKERS, st.worker_id)
-            pipe.delete(keys.WORKER_HEARTBEAT_PREFIX + st.worker_id)
-            await pipe.execute()
 
 
 class GracefulWorker(Worker):

@@ -19,7 +19,7 @@ from service.enqueue import enqueue_backfill
 from service.lifecycle import export_records
 from service.settings import Settings, WorkProfile
 from service.worker import backfill_source
-from service.worker_runtime import WorkerState
+from service.worker_state import WorkerState
 from tests.service import test_worker as support
 
 start_worker = support.start_worker  # fixture
