@@ -33,9 +33,13 @@ console = Console(stderr=True, soft_wrap=True)
 DRAIN_S = (
     2.0  # a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled
 )
-# a worker step offers n x 1.25 x the first rate one worker could not keep up with: above what n workers can do
-# (scaling is at most linear), and no more API and generator load than that, which would take CPU from them
-SATURATE = 1.25
+# a worker step offers n x 2 x the job rate one worker completed when it fell behind in the search (which a
+# short step understates): above what n workers can do (scaling is at most linear), and no more API and
+# generator load than needed, which would take CPU from them
+SATURATE = 2.0
+# a worker step is this many search steps long: its completion rate is measured after the start-up, and a
+# steadier rate is worth a few seconds (the job side's capacity and the USL fit come from it)
+WORKER_STEP_FACTOR = 2.0
 
 
 def _bracket_text(search: Search) -> str:
@@ -80,8 +84,14 @@ class _Session:
 
     def search_mode(self, mode: str) -> None:
         cfg = self.cfg
-        targets = ("fast", "ok", "jobs") if (mode in self.job_modes) else ("fast", "ok")
-        search = Search(cfg.min_rate, cfg.max_rate, targets, cfg.precision, cfg.factor, cfg.max_steps)
+        jobs = mode in self.job_modes
+        targets = ("fast", "ok", "jobs") if jobs else ("fast", "ok")
+        # the job side is judged at every step; its capacity comes from the saturated worker steps after it
+        # (bisecting a backlog's growth near the workers' rate would need long steps to see it)
+        narrow = ("fast", "ok") if jobs and cfg.host is None else None
+        search = Search(
+            cfg.min_rate, cfg.max_rate, targets, cfg.precision, cfg.factor, cfg.max_steps, narrow=narrow
+        )
         self.searches[mode] = search
         task = self.progress.add_task(f"{mode:>7}: starting", total=cfg.max_steps)
         while (rate := search.next_rate()) is not None:
@@ -107,9 +117,14 @@ class _Session:
     def saturating_rate(self, mode: str, n: int) -> float:
         """An arrival rate above what n workers can complete, within what the API accepts."""
         s = self.searches.get(mode)
+        # one worker completes at least what it completed when it fell behind in a search step (a short
+        # step understates it) and at least the arrivals it kept up with
+        steps = s.steps if s else []
+        done = [st.job_rate for st in steps if st.backlog_growing and st.job_rate]
+        done += [st.arrival_rate for st in steps if st.backlog_growing is False and st.arrival_rate]
         b = s.brackets() if s else {}
         jobs = b.get("jobs")
-        one = (jobs.high or jobs.low) if jobs else None
+        one = max(done) if done else ((jobs.high or jobs.low) if jobs else None)
         rate = SATURATE * n * (one or self.cfg.min_rate)
         api = b.get("ok")
         if api is not None and api.low is not None:
@@ -118,18 +133,25 @@ class _Session:
 
     def measure_workers(self, mode: str) -> None:
         task = self.progress.add_task("workers: starting", total=len(self.cfg.workers))
+        duration = float(round(WORKER_STEP_FACTOR * self.cfg.step_duration_s))
         for n in self.cfg.workers:
             rate = self.saturating_rate(mode, n)
             self.progress.update(
-                task, description=f"workers: {n} worker(s), {rate_text(rate)} req/s of {mode}"
+                task,
+                description=f"workers: {n} worker(s), {rate_text(rate)} req/s of {mode} for {duration:g}s",
             )
-            step = run_step(self.base, mode, rate, self.cfg.percentile, True, n, self._index())
+            step = run_step(self.base, mode, rate, self.cfg.percentile, True, n, self._index(), duration)
             self.workers[n] = WorkerPoint(max_job_rate=step.job_rate, offered_rate=rate,
                                           machine_cpu_percent=step.machine_cpu_percent, step=step)  # fmt: skip
-            grew = step.backlog_slope_per_s is not None and step.backlog_slope_per_s > 0
-            console.print(f"  {n} worker(s): {rate_text(step.job_rate or 0)} jobs/s "
-                          f"(backlog {'grew: saturated' if grew else 'did not grow: not saturated'})",
-                          highlight=False)  # fmt: skip
+            if step.backlog_growing is None:
+                state = f"not judged: {step.backlog_note}"
+            else:
+                state = (
+                    "backlog grew: saturated" if step.backlog_growing else "backlog bounded: a lower bound"
+                )
+            console.print(
+                f"  {n} worker(s): {rate_text(step.job_rate or 0)} jobs/s ({state})", highlight=False
+            )
             self.progress.update(task, advance=1)
 
 
@@ -154,12 +176,6 @@ def _result(session: _Session, cap_dir: Path, status: str, extra_notes: list[str
     ]
     meta_cores = res.meta.get("cpu_count")
     res = assemble(res, session.workers, meta_cores if isinstance(meta_cores, int) else None, need_rates)
-    for w in session.workers.values():
-        if w.step is not None and not (w.step.backlog_slope_per_s or 0) > 0:
-            res.validity.info.append(
-                f"{w.step.workers} worker(s): the backlog did not grow at {rate_text(w.offered_rate or 0)} req/s, "
-                "so the job rate is a lower bound (the API or --max-rate capped the offered rate)"
-            )
     res.validity.notes += extra_notes
     res.validity.valid = not res.validity.notes
     res.headline = headline(res, *_limits_ms())

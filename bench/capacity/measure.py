@@ -2,18 +2,21 @@
 
 On top of the summary: whether the generator sent the scheduled arrivals on time (loadgen/), the growth of
 requests in flight through the measured window (samples/: a server falling behind, seen before its latency
-crosses a threshold in a short step), the responses and jobs completed per second in that window.
+crosses a threshold in a short step), the responses and jobs completed per second in that window, and whether
+the workers kept up (backlog.py, from the job records' accept and finish times).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
+from bench.capacity.backlog import Backlog, judge_backlog
 from bench.capacity.model import Step
 from bench.capacity.verdict import Limits
 from runfolder.schema import JOBS_DIR, LOADGEN_DIR, QUEUE_DIR, SAMPLES_DIR, SUMMARY_FILE
@@ -92,11 +95,8 @@ def _queue(run_dir: Path, mode: str) -> pd.DataFrame | None:
 
 
 def outstanding_slope(run_dir: Path, mode: str, w0: float, w1: float) -> float | None:
-    """Growth per second of the jobs accepted and not finished (queued, deferred or in progress) in [w0, w1].
-
-    The summary's backlog counts queued jobs only; a worker that claims many jobs at once keeps that near 0
-    for a while as its in-progress work piles up, which a short step would take for keeping up.
-    """
+    """Growth per second of the jobs accepted and not finished (queued, deferred or in progress) in [w0, w1]
+    from the queue depth samples: the fallback when the job records carry no accept/finish times."""
     q = _queue(run_dir, mode)
     if q is None:
         return None
@@ -105,27 +105,37 @@ def outstanding_slope(run_dir: Path, mode: str, w0: float, w1: float) -> float |
     return _slope(q["ts"].to_numpy(dtype=float), busy)
 
 
-def job_rate(run_dir: Path, mode: str) -> float | None:
-    """Jobs finished per second while the workers had jobs waiting (saturated), from the job records.
-
-    Measured from the first completion to the last queue sample with jobs waiting: the pipeline is full
-    there, so this is what the workers can do, not what was offered.
-    """
-    q = _queue(run_dir, mode)
+def job_times(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(accepted, finished) epoch seconds of every job of mode (finished: done or parked in the DLQ, inf when
+    neither); None when there are no records or some lack an accept time."""
     path = run_dir / JOBS_DIR / f"{mode}.jsonl"
-    if q is None or not path.exists():
+    if not path.exists():
         return None
-    waiting = q["ts"][(q["ready"] + q["deferred"]) > 0].to_numpy(dtype=float)
-    done = []
+    enq: list[float] = []
+    fin: list[float] = []
     with path.open() as fh:
         for line in fh:
-            if line.strip() and (ts := json.loads(line).get("done_ts")) is not None:
-                done.append(float(ts))
-    if waiting.size < 2 or not done:
-        return None
-    t0, t1 = max(float(waiting[0]), min(done)), float(waiting[-1])
-    n = sum(t0 < t <= t1 for t in done)
-    return n / (t1 - t0) if t1 > t0 else None
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("enqueued_ts") is None:
+                return None
+            enq.append(float(rec["enqueued_ts"]))
+            end = rec.get("done_ts") if rec.get("done_ts") is not None else rec.get("dead_ts")
+            fin.append(float(end) if end is not None else math.inf)
+    return (np.array(enq), np.array(fin)) if enq else None
+
+
+def backlog_of(run_dir: Path, mode: str, start: float, w0: float, w1: float, floor_per_s: float) -> Backlog:
+    """The backlog judgement of a step: from the job records, else the queue depth (slope against the floor)."""
+    times = job_times(run_dir, mode)
+    if times is not None:
+        return judge_backlog(*times, start, w0, w1, floor_per_s)
+    slope = outstanding_slope(run_dir, mode, w0, w1)
+    growing = None if slope is None else slope > floor_per_s
+    return Backlog(
+        growing, slope, floor_per_s, None, (w0, w1), None, "" if growing is not None else "no queue samples"
+    )
 
 
 def generator(run_dir: Path, mode: str) -> tuple[float | None, float | None]:
@@ -153,10 +163,15 @@ def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[S
     jobs = m.get("jobs") or {}
     on_time, cpu = generator(run_dir, mode)
     window = _window(summary, mode) if m else None
-    slope = achieved = backlog = None
+    slope = achieved = None
+    lim = limits_from(summary)
+    backlog = Backlog(None, None, 0.0, None, None, None, "no queue samples")
     if window is not None:
         slope, achieved = inflight(run_dir, mode, *window)
-        backlog = outstanding_slope(run_dir, mode, *window) if jobs else None
+        if jobs:
+            start = float(summary["run"]["modes"][mode]["start_ts"])
+            floor = lim.slope_limit(float(m.get("rps") or rate))
+            backlog = backlog_of(run_dir, mode, start, *window, floor)
     step = Step(
         rate=rate,
         arrival_rate=m.get("rps"),
@@ -172,10 +187,14 @@ def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[S
         sent_on_time=on_time,
         loadgen_cpu_percent=cpu,
         inflight_slope_per_s=slope,
-        backlog_slope_per_s=backlog if backlog is not None else jobs.get("backlog_slope_per_s"),
+        backlog_slope_per_s=backlog.slope_per_s,
+        backlog_limit_per_s=backlog.limit_per_s if backlog.slope_per_s is not None else None,
+        backlog_growing=backlog.growing,
+        backlog_note=backlog.why,
+        job_time_s=backlog.normal_s,
         jobs_accepted=jobs.get("accepted"),
         jobs_lost=jobs.get("lost"),
-        job_rate=job_rate(run_dir, mode) if jobs else None,
+        job_rate=backlog.completion_rate,
         run_dir=str(run_dir),
     )
-    return step, limits_from(summary)
+    return step, lim

@@ -52,11 +52,25 @@ class Step(_Model):
         None, description="growth of requests in flight (server queue)"
     )
     backlog_slope_per_s: float | None = Field(
-        None, description="growth of the jobs accepted and not finished (queued + in progress), offload-like"
+        None,
+        description="growth per second of the jobs overdue (accepted longer ago than a normal job takes, not "
+        "finished) after the step's start-up; from the queue depth when the job records lack times",
     )
+    backlog_limit_per_s: float | None = Field(
+        None,
+        description="growth beyond this counts (the run thresholds' floor, or what a steady count wanders)",
+    )
+    backlog_growing: bool | None = Field(
+        None, description="the workers fell behind (null: not known, e.g. the step is short for its jobs)"
+    )
+    backlog_note: str = Field("", description="why backlog_growing is null")
+    job_time_s: float | None = Field(None, description="a normal job's time in the system (the first jobs')")
     jobs_accepted: int | None = None
     jobs_lost: int | None = None
-    job_rate: float | None = Field(None, description="jobs completed per second while jobs were waiting")
+    job_rate: float | None = Field(
+        None,
+        description="jobs completed per second after the start-up (the workers' rate when backlog_growing)",
+    )
     workers: int | None = None
     machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
     generator_limited: bool = False
@@ -88,6 +102,11 @@ class Jobs(_Model):
     """An offload-like mode's job side: the highest arrival rate with a bounded backlog."""
 
     max_rate: float | None = None
+    basis: str = Field(
+        "search",
+        description="workers: the job rate the search's worker count completed when saturated; search: the "
+        "highest step rate whose backlog stayed bounded",
+    )
     bracket: Bracket = Field(default_factory=Bracket)
 
 

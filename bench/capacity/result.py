@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bench.capacity.model import Bracket, CapacityResult, Jobs, MaxRate, ModeResult, Validity, WorkerPoint
-from bench.capacity.search import Search
+from bench.capacity.search import Search, placed
 from bench.capacity.usl import fit, with_needs
 
 MACHINE_BUSY_PERCENT = 90.0  # all cores this busy during a worker step: the machine, not the worker, limits
+CROSS_CHECK = 1.15  # a search step contradicting the saturated job rate by more than this is worth a note
 
 
 def rate_text(rate: float) -> str:
@@ -53,34 +54,113 @@ def headline(res: CapacityResult, fast_ms: float, slow_ms: float) -> list[str]:
         elif ok is not None:
             lines.append(_holds(mode, "ok", slow_ms, m.percentile, ok, who))
         if m.jobs is not None and m.jobs.max_rate is not None:
-            lines.append(
-                f"{mode}'s workers keep the backlog bounded up to {rate_text(m.jobs.max_rate)} jobs/s"
-            )
-    one = res.workers.get("1")
-    u = res.usl
-    if one is not None and one.max_job_rate:
-        text = f"one worker completes {rate_text(one.max_job_rate)} jobs/s"
-        reachable = [n for n in u.needs if n.workers is not None] if u else []
-        if reachable:
-            text += f": at {rate_text(reachable[-1].rate)} req/s you need {reachable[-1].workers} workers"
-        lines.append(text)
-    beyond = [n for n in u.needs if n.workers is None] if u else []
-    if u is not None and beyond:
-        peak = f" (the fit peaks at {rate_text(u.peak_rate)} jobs/s)" if u.peak_rate else ""
-        lines.append(f"no worker count keeps up with {rate_text(beyond[0].rate)} req/s on this machine{peak}")
+            if m.jobs.basis == "workers" and res.workers:
+                n = min(int(k) for k in res.workers)
+                lines.append(f"{mode}'s job side: {n} worker{'s complete' if n > 1 else ' completes'} "
+                             f"{rate_text(m.jobs.max_rate)} jobs/s; more arrivals than that grow the backlog")  # fmt: skip
+            else:
+                lines.append(f"{mode}'s workers keep the backlog bounded up to at least "
+                             f"{rate_text(m.jobs.max_rate)} jobs/s")  # fmt: skip
+    lines += _worker_lines(res)
     return lines
+
+
+def _worker_lines(res: CapacityResult) -> list[str]:
+    """What the workers complete, how many a rate needs, and whether the machine is the limit."""
+    rates = {int(n): w.max_job_rate for n, w in res.workers.items() if w.max_job_rate}
+    if not rates:
+        return []
+    parts = [f"{'one worker completes' if n == 1 else f'{n} workers complete'} {rate_text(r)} jobs/s"
+             if i == 0 else f"{n} workers {rate_text(r)}" for i, (n, r) in enumerate(sorted(rates.items()))]  # fmt: skip
+    text = ", ".join(parts)
+    u = res.usl
+    if u is not None and u.sigma is not None and u.kappa is not None and len(rates) > 1:
+        text += f" (USL sigma {u.sigma:.2f}, kappa {u.kappa:.3f})"
+    needs = u.needs if u else []
+    reachable = [n for n in needs if n.workers is not None]
+    beyond = [n for n in needs if n.workers is None]
+    if reachable:
+        top = reachable[-1]
+        text += (
+            f": at {rate_text(top.rate)} req/s you need {top.workers} worker{'s' if top.workers != 1 else ''}"
+        )
+    lines = [text]
+    if beyond:
+        peak = f" (the fit peaks at {rate_text(u.peak_rate)} jobs/s)" if u and u.peak_rate else ""
+        lines.append(f"no worker count keeps up with {rate_text(beyond[0].rate)} req/s on this machine{peak}")
+    if machine_limited(res):
+        lo, hi = min(rates), max(rates)
+        lines.append(
+            f"the machine's cores, not the worker, are the limit: {hi} workers complete {rate_text(rates[hi])} "
+            f"jobs/s against {rate_text(rates[lo])} for {lo}, on {res.meta.get('cpu_count', '?')} cores shared "
+            "with the API, Redis and the load generator"
+        )
+    return lines
+
+
+def machine_limited(res: CapacityResult) -> bool:
+    """More workers did not complete clearly more jobs (doubling them gave < 1.25 x) while the cores were busy
+    or outnumbered by the workers: more workers would not help on this machine."""
+    rates = {int(n): w.max_job_rate for n, w in res.workers.items() if w.max_job_rate}
+    if len(rates) < 2:
+        return False
+    lo, hi = min(rates), max(rates)
+    gain = rates[hi] / rates[lo]
+    cores = res.meta.get("cpu_count")
+    busy = any((w.machine_cpu_percent or 0) >= MACHINE_BUSY_PERCENT for w in res.workers.values())
+    crowded = isinstance(cores, int) and hi >= cores
+    return gain < 1 + 0.25 * (hi - lo) / lo and (busy or crowded)
 
 
 def assemble(
     res: CapacityResult, worker_points: Mapping[int, WorkerPoint], cores: int | None, need_rates: list[float]
 ) -> CapacityResult:
-    """Fill workers, usl and validity of res (modes already set)."""
+    """Fill workers, usl, the job side's capacity and validity of res (modes already set)."""
     res.workers = {str(n): w for n, w in sorted(worker_points.items())}
-    points = [(n, w.max_job_rate) for n, w in worker_points.items() if w.max_job_rate]
+    # the USL is fitted to rates saturated workers completed; a step whose backlog stayed bounded only
+    # shows a lower bound, which would bend the curve down
+    points = [(n, w.max_job_rate) for n, w in worker_points.items() if w.max_job_rate and _saturated(w)]
     if points:
         res.usl = with_needs(fit(points), need_rates)
+    info = _job_capacity(res, worker_points)
     res.validity = validity(res, cores)
+    res.validity.info += info
     return res
+
+
+def _saturated(w: WorkerPoint) -> bool:
+    return w.step is None or bool(w.step.backlog_growing)
+
+
+def _job_capacity(res: CapacityResult, worker_points: Mapping[int, WorkerPoint]) -> list[str]:
+    """modes.<m>.jobs.max_rate from the saturated worker step with the search's worker count (the workers
+    are stable while arrivals stay below what they complete), checked against the search's own steps."""
+    info: list[str] = []
+    for n, w in sorted(worker_points.items()):
+        if w.step is not None and not w.step.backlog_growing:
+            info.append(
+                f"{n} worker(s): the backlog did not grow at {rate_text(w.offered_rate or 0)} req/s, so "
+                f"{rate_text(w.max_job_rate or 0)} jobs/s is a lower bound (the API or --max-rate capped the rate)"
+            )
+    if not worker_points:
+        return info
+    n = min(worker_points)
+    w = worker_points[n]
+    modes = [m for m in res.modes.values() if m.jobs is not None]
+    if not modes or not w.max_job_rate or not _saturated(w):
+        return info
+    m = modes[0]
+    assert m.jobs is not None
+    m.jobs.max_rate, m.jobs.basis = w.max_job_rate, "workers"
+    kept = [placed(s) for s in m.steps if s.backlog_growing is False]
+    grew = [placed(s) for s in m.steps if s.backlog_growing]
+    if kept and max(kept) > CROSS_CHECK * w.max_job_rate:
+        info.append(f"jobs: the backlog stayed bounded at {rate_text(max(kept))} req/s in the search, above the "
+                    f"{rate_text(w.max_job_rate)} jobs/s {n} worker(s) completed when saturated")  # fmt: skip
+    if grew and min(grew) < w.max_job_rate / CROSS_CHECK:
+        info.append(f"jobs: the backlog grew at {rate_text(min(grew))} req/s in the search, below the "
+                    f"{rate_text(w.max_job_rate)} jobs/s {n} worker(s) completed when saturated")  # fmt: skip
+    return info
 
 
 def validity(res: CapacityResult, cores: int | None) -> Validity:
@@ -94,6 +174,8 @@ def validity(res: CapacityResult, cores: int | None) -> Validity:
         if m.jobs is not None:
             brackets["jobs"] = m.jobs.bracket
         for target, b in brackets.items():
+            if target == "jobs" and m.jobs is not None and m.jobs.basis == "workers":
+                continue  # measured by the worker steps, not by this bracket
             if b.limited_by == "generator":
                 notes.append(
                     f"{mode} {target}: the load generator could not send more than {rate_text(b.high or 0)} "

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import psutil
 from rich.console import Console
 
-import bench.run.command as run_path
 from bench.capacity.measure import read_step, window_of
 from bench.capacity.model import Step
 from bench.capacity.verdict import judge
+from bench.run.command import run_once
 from bench.run.config import RunConfig
 
 
@@ -58,32 +58,36 @@ class CpuSampler:
         return sum(inside) / len(inside) if inside else None
 
 
-@contextlib.contextmanager
-def _quiet_run_output(log: io.StringIO) -> Iterator[None]:
-    """run_once prints its progress and result table for a person; during a search they go to a log."""
-    saved = run_path.console
-    run_path.console = Console(file=log, width=140, soft_wrap=True)
-    try:
-        with contextlib.redirect_stdout(log):
-            yield
-    finally:
-        run_path.console = saved
-
-
 def run_step(
-    base: RunConfig, mode: str, rate: float, percentile: str, offload_like: bool, workers: int, index: int
+    base: RunConfig,
+    mode: str,
+    rate: float,
+    percentile: str,
+    offload_like: bool,
+    workers: int,
+    index: int,
+    duration_s: float | None = None,
 ) -> Step:
     """Run mode at rate for one step through the ordinary run path; the judged step.
 
     Each step gets its own arrival seed (base seed + index): with one seed for all, a short step's Poisson
     arrivals stray from the asked rate the same way every time, and a bisection can stall on that bias.
+    The run's progress and result table (for a person) go to the step's log, not under the search's progress.
     """
-    update = {"modes": [mode], "arrival_rate": rate, "workers": workers, "seed": base.seed + index}
+    update: dict[str, object] = {
+        "modes": [mode],
+        "arrival_rate": rate,
+        "workers": workers,
+        "seed": base.seed + index,
+    }
+    if duration_s is not None:
+        update["duration_s"] = duration_s
     cfg = base.model_copy(update=update)
     log = io.StringIO()
     sampler = CpuSampler()
-    with sampler.running(), _quiet_run_output(log):
-        run_dir, code = run_path.run_once(cfg, [])
+    # stdout too: a library that prints (Locust's own messages) does not land under the live progress
+    with sampler.running(), contextlib.redirect_stdout(log):
+        run_dir, code = run_once(cfg, [], Console(file=log, width=140, soft_wrap=True))
     (run_dir / "logs").mkdir(exist_ok=True)
     (run_dir / "logs" / "run-output.txt").write_text(log.getvalue())
     if code == 130:

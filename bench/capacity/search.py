@@ -3,7 +3,8 @@
 Exponential phase: from min_rate, multiply the rate by `factor` while any target still holds at every rate
 tried. Bisection phase: between each target's highest sustainable and lowest unsustainable rate (geometric
 midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. One step
-informs every target (fast, ok, jobs), so the brackets narrow together. A generator-limited step bounds the
+informs every target (fast, ok, jobs), so the brackets narrow together (`narrow` may leave one, the job side,
+judged at every step but not searched for). A generator-limited step bounds the
 search from above without counting as the server's failure (after one repeat at the same rate: a stall of
 the generator on a shared machine is often brief); such a bracket stops at a factor of 2 (its top is the
 generator's limit, which more steps would only measure more precisely).
@@ -61,6 +62,9 @@ class Search:
     factor: float = FACTOR
     max_steps: int = 20
     steps: list[Step] = field(default_factory=list)
+    # the targets whose brackets the search narrows (default: all); the others are judged at every step only
+    # (the job side: its capacity is measured directly, as the rate saturated workers complete)
+    narrow: tuple[str, ...] | None = None
 
     retry_generator_limited: bool = True
 
@@ -109,7 +113,8 @@ class Search:
             return None
         if self._retry is not None:  # a generator stall on a shared machine is often brief: look again once
             return self._retry.rate
-        open_targets = [t for t in self._t.values() if not self._done(t)]
+        driving = self.narrow if self.narrow is not None else self.targets
+        open_targets = [t for t in self._t.values() if t.name in driving and not self._done(t)]
         if not open_targets:
             return None
         climbing = [t for t in open_targets if t.ceiling is None]

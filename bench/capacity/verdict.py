@@ -90,12 +90,15 @@ def judge(step: Step, lim: Limits, offload_like: bool) -> Step:
     if offload_like:
         why = [c for c in common if "lost" in c or "no responses" in c]
         slope = step.backlog_slope_per_s
-        if slope is not None and slope > lim.slope_limit(_rate(step)):
-            why.append(f"job backlog grew {slope:.1f}/s")
+        if step.backlog_growing:
+            done = f" (workers finished {step.job_rate:.1f}/s)" if step.job_rate is not None else ""
+            why.append(f"job backlog grew {slope or 0:.1f}/s{done}")
         if why:
             verdicts["jobs"], reasons["jobs"] = "fail", "; ".join(why)
-        elif slope is None:  # nothing watched the queue: the job side is not known, not failed
-            verdicts["jobs"], reasons["jobs"] = "unknown", "no queue depth samples"
+        elif (
+            step.backlog_growing is None
+        ):  # not known (no queue watched, jobs too long for the step), not failed
+            verdicts["jobs"], reasons["jobs"] = "unknown", step.backlog_note or "no queue depth samples"
         else:
             verdicts["jobs"] = "unknown" if behind else "pass"
             if behind:

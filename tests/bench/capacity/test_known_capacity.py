@@ -80,8 +80,8 @@ def capacity(
 def test_ok_capacity_is_within_15_percent_of_a_known_capacity(known: str, tmp_path: Path):
     true_capacity = 8 / 0.060
     proc, res = capacity(
-        tmp_path / "out", known, "--min-rate", "70", "--max-rate", "280", "--factor", "2",
-        "--step-duration", "3s", "--warmup", "0.5s", "--max-steps", "7",  # ~40 s: enough to bracket "ok" to 15 %
+        tmp_path / "out", known, "--min-rate", "100", "--max-rate", "400", "--factor", "2",
+        "--step-duration", "3s", "--warmup", "0.5s", "--max-steps", "6",  # 100, 200, then bisection: ~30 s
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     sync = res["modes"]["sync"]
@@ -105,6 +105,7 @@ def test_a_generator_limited_step_is_never_the_servers_capacity(known: str, tmp_
     proc, res = capacity(
         tmp_path / "out", known, "--min-rate", "10", "--max-rate", "640", "--factor", "4",
         "--step-duration", "3s", "--warmup", "0.5s", "--max-in-flight", "4",
+        "--max-steps", "3",  # 10 holds, 40 is generator-limited twice: enough to show it is not the server's limit
     )  # fmt: skip
     sync = res["modes"]["sync"]
     limited = [s for s in sync["steps"] if s["generator_limited"]]

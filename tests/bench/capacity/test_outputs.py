@@ -63,7 +63,24 @@ def test_headline_says_where_each_mode_breaks_and_how_many_workers(result: Capac
     text = " ".join(result.headline)
     assert re.search(r"sync holds 1,000 ms \(p95\) up to \d+ req/s", text)
     assert re.search(r"offload's API holds 100 ms \(p95\) up to 1,\d{3} req/s", text)
-    assert "one worker completes 30 jobs/s: at 100 req/s you need" in text
+    assert re.search(r"one worker completes 30 jobs/s, 2 workers 50 \(USL sigma 0\.20, kappa 0\.000\): "
+                     r"at 100 req/s you need 8 workers", text)  # fmt: skip
+    assert "offload's job side: 1 worker completes 30 jobs/s" in text
+    assert "cores, not the worker" not in text  # 2 workers did 1.7 x one: more workers help
+
+
+def test_when_more_workers_do_not_help_the_headline_names_the_cores(result: CapacityResult):
+    res = result.model_copy(deep=True)
+    workers = {1: WorkerPoint(max_job_rate=20.0, offered_rate=30.0, machine_cpu_percent=80.0),
+               2: WorkerPoint(max_job_rate=21.0, offered_rate=60.0, machine_cpu_percent=98.0)}  # fmt: skip
+    res = assemble(res, workers, cores=2, need_rates=[31.0, 100.0])
+    text = " ".join(headline(res, 100.0, 1000.0))
+    assert "no worker count keeps up with 31 req/s on this machine" in text
+    assert (
+        "the machine's cores, not the worker, are the limit: 2 workers complete 21 jobs/s against 20 for 1"
+        in text
+    )
+    assert res.usl is not None and res.usl.sigma is not None and res.usl.sigma > 0.8
 
 
 def test_cores_are_named_as_the_limit_when_the_machine_was_busy(result: CapacityResult):

@@ -28,6 +28,8 @@ def model_server(
             uncorrected_ms=p95, error_rate=0.0, requests=1000, sent_on_time=sent,
             inflight_slope_per_s=0.0 if rate <= ok_cap else rate - ok_cap,
             backlog_slope_per_s=None if job_cap is None else max(0.0, rate - job_cap),
+            backlog_growing=None if job_cap is None else rate > job_cap,
+            job_rate=None if job_cap is None else min(rate, job_cap),
             jobs_lost=0 if job_cap is not None else None,
         )  # fmt: skip
         return judge(step, LIM, offload_like=job_cap is not None)
@@ -59,7 +61,7 @@ def test_offload_like_tracks_the_job_side_separately():
     )
     b = search.brackets()
     # a backlog growing by less than 1 job/s counts as bounded (the run's validity rule)
-    assert b["jobs"].low <= 31 < b["jobs"].high <= 1.10 * b["jobs"].low
+    assert b["jobs"].low <= 30 < b["jobs"].high <= 1.10 * b["jobs"].low
     assert b["fast"].low <= 1900 < b["fast"].high <= 1.10 * b["fast"].low
 
 
@@ -128,3 +130,14 @@ def test_step_budget_stops_the_search_and_says_so():
     search = run_search(Search(1.0, 10_000.0, max_steps=5), model_server(3000, 3000))
     assert len(search.steps) == 5
     assert not search.brackets()["ok"].complete
+
+
+def test_the_job_side_can_be_judged_at_every_step_without_being_searched():
+    server = model_server(1900, 2000, job_cap=30)
+    searched = run_search(Search(5.0, 5000.0, targets=("fast", "ok", "jobs")), server)
+    judged = run_search(Search(5.0, 5000.0, targets=("fast", "ok", "jobs"), narrow=("fast", "ok")), server)
+    assert len(judged.steps) < len(searched.steps)
+    assert all(s.verdicts["jobs"] in ("pass", "fail") for s in judged.steps)
+    b = judged.brackets()
+    assert b["jobs"].low is not None and b["jobs"].low <= 30 < (b["jobs"].high or 0)
+    assert b["fast"].low <= 1900 < b["fast"].high <= 1.10 * b["fast"].low and b["fast"].complete
