@@ -8,22 +8,26 @@ jitter of +-20 %), one of worker-sigterm, worker-sigkill, redis-restart and redi
 a seeded order, so a 10-minute soak hits every kind at least twice. Short job timeouts make cut jobs re-run
 within seconds. Verdict from the run's summary.json:
 - lost == 0 and pending == 0: completed + dead-lettered == accepted;
-- every duplicate explained: executions no retry or redrive explains (`duplicates`) are at most the attempts
-  the faults cut (`orphaned`, summed over the faults) - each re-run of a cut attempt is the at-least-once
-  guarantee at work, anything beyond is a bug;
-- no API error outside the fault windows.
+- every duplicate explained: each execution no retry or redrive explains (summary.json's `duplicates`) is
+  matched, from the job records, to an attempt of that job that a fault cut (no end or cancelled, overlapping
+  the fault's window) and that ran again - the at-least-once guarantee at work; anything else is a bug;
+- every cut attempt lies in a fault's window and ran again; no API error outside the fault windows.
+Printed: the faults with their times, per fault the attempts cut / run again / duplicates, the API's latency
+and errors while each fault lasted and outside; all of it also in <out>/soak.json.
 Exit 1 when a check fails. Run it under the shared lock: `flock /tmp/ob-heavy.lock .venv/bin/python ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +38,11 @@ from rich.table import Table
 KINDS = ("worker-sigterm", "worker-sigkill", "redis-restart", "redis-freeze")
 RATE_FAULTS = ("transient-failures", "poison")
 DOWN_S = {"redis-restart": 3.0, "redis-freeze": 5.0}
+# the work profile goes on the command line: `run` hands its own profile to the service (OFFLOAD_PAGES & co
+# in the environment would be overwritten)
+WORK_ARGS = ("--pages", "3", "--io-ms", "40", "--cpu-ms", "1")
 # cut jobs re-run once their in-progress key expires (job timeout + margin): seconds, not minutes
 SERVICE_ENV = {
-    "OFFLOAD_PAGES": "3",
-    "OFFLOAD_IO_MS": "40",
-    "OFFLOAD_CPU_MS": "1",
     "OFFLOAD_JOB_TIMEOUT_S": "5",
     "OFFLOAD_ORPHAN_MARGIN_S": "2",
     "OFFLOAD_RETRY_BASE_S": "0.05",
@@ -63,38 +67,178 @@ def schedule(duration_s: float, every_s: float, seed: int) -> list[str]:
     return [*specs, *RATE_FAULTS]
 
 
-def verdict(summary: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The soak's figures and its failed checks (empty: passed)."""
+def verdict(summary: dict[str, Any], dup: dict[str, Any], sent: int) -> tuple[dict[str, Any], list[str]]:
+    """The soak's figures and its failed checks (empty: passed); dup is explain_duplicates' answer."""
     jobs = summary["modes"]["offload"]["jobs"]
     rel = summary.get("reliability") or {}
     timed = [f for f in rel.get("faults", []) if f.get("ts")]
-    orphaned = sum((f.get("jobs") or {}).get("orphaned", 0) for f in timed)
-    rerun = sum((f.get("jobs") or {}).get("rerun", 0) for f in timed)
     figures = {
-        "accepted": jobs["accepted"],
+        "requests sent": sent,
+        "accepted (202)": jobs["accepted"],
         "completed": jobs["completed"],
         "dead_lettered": jobs["dead_lettered"],
         "pending": jobs["pending"],
         "lost": jobs["lost"],
         "retried": jobs.get("retried"),
         "duplicates": jobs["duplicates"],
-        "orphaned_by_faults": orphaned,
-        "rerun_of_orphaned": rerun,
-        "faults_fired": len(timed),
-        "errors_outside_faults": rel.get("errors_outside_faults"),
+        "duplicates matched to a fault": dup["explained"],
+        "attempts cut by faults": dup["cut"],
+        "cut attempts run again": dup["cut_run_again"],
+        "faults fired": len(timed),
+        "API errors outside faults": rel.get("errors_outside_faults"),
     }
     failed = []
     if jobs["lost"] != 0 or jobs["pending"] != 0:
         failed.append(f"lost {jobs['lost']}, pending {jobs['pending']} (want 0, 0)")
     if jobs["completed"] + jobs["dead_lettered"] != jobs["accepted"]:
         failed.append("completed + dead_lettered != accepted")
-    if jobs["duplicates"] > orphaned:
-        failed.append(f"{jobs['duplicates']} duplicates but only {orphaned} attempts cut by faults")
-    if rerun != orphaned:
-        failed.append(f"{orphaned - rerun} cut attempts never ran again")
+    if dup["duplicates"] != jobs["duplicates"]:
+        failed.append(
+            f"{dup['duplicates']} duplicates in the job records, {jobs['duplicates']} in summary.json"
+        )
+    for job in dup["unexplained"]:
+        failed.append(f"duplicate of {job['job_id']} matches no fault: {json.dumps(job['attempts'])}")
+    if dup["cut_run_again"] != dup["cut"]:
+        failed.append(f"{dup['cut'] - dup['cut_run_again']} cut attempts never ran again")
+    for stray in dup["stray_cuts"]:
+        failed.append(
+            f"an attempt of {stray['job_id']} was cut outside every fault: {json.dumps(stray['attempt'])}"
+        )
     if rel.get("errors_outside_faults"):
         failed.append(f"{rel['errors_outside_faults']} API errors outside the fault windows")
+    if len(timed) != len([f for f in rel.get("faults", []) if f.get("name") in KINDS]):
+        failed.append("a scheduled fault did not fire")
     return figures, failed
+
+
+# an attempt is cut by a fault when it ran at the fault's start or began while it lasted (up to SLACK_S after
+# its end: the first polls after Redis answers again); it cannot have begun more than a job's lifetime
+# (job timeout + orphan margin) before it
+SLACK_S = 1.0
+JOB_LIFETIME_S = float(SERVICE_ENV["OFFLOAD_JOB_TIMEOUT_S"]) + float(SERVICE_ENV["OFFLOAD_ORPHAN_MARGIN_S"])
+
+
+def _cut_by(attempt: dict[str, Any], faults: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first fault whose window the attempt overlapped, or None."""
+    start, end = attempt.get("start_ts"), attempt.get("end_ts")
+    if not isinstance(start, int | float):
+        return None
+    for fault in faults:
+        f_start = float(fault["ts"])
+        f_end = float(fault.get("end_ts") or f_start)
+        if f_start - JOB_LIFETIME_S <= start <= f_end + SLACK_S and (end is None or end >= f_start - SLACK_S):
+            return fault
+    return None
+
+
+def _label(fault: dict[str, Any], t0: float) -> str:
+    return f"{fault['name']}@{float(fault['ts']) - t0:.1f}s"
+
+
+def explain_duplicates(jobs: list[dict[str, Any]], faults: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+    """Match every cut attempt, and through them every duplicate execution, to the fault that cut it.
+
+    A cut attempt has no end (its worker died or its outcome write failed) or ended cancelled; it must overlap
+    a fault's window and be followed by another attempt of the same job. A job's duplicates are the executions
+    no retry or redrive explains (analysis.jobs' definition); each needs one of the job's cut attempts (not
+    its last) matched to a fault.
+    """
+    timed = sorted((f for f in faults if f.get("ts")), key=lambda f: float(f["ts"]))
+    per_fault: dict[str, dict[str, Any]] = {
+        _label(f, t0): {"cut": 0, "run_again": 0, "duplicates": 0, "run_again_within_s": None} for f in timed
+    }
+    explained: list[dict[str, Any]] = []
+    unexplained: list[dict[str, Any]] = []
+    stray_cuts: list[dict[str, Any]] = []
+    for job in jobs:
+        attempts = job.get("attempts") or []
+        cut: list[tuple[dict[str, Any], str]] = []
+        for i, attempt in enumerate(attempts):
+            if attempt.get("end_ts") is not None and attempt.get("outcome") != "cancelled":
+                continue
+            fault = _cut_by(attempt, timed)
+            if fault is None:
+                stray_cuts.append({"job_id": job["job_id"], "attempt": attempt})
+                continue
+            label = _label(fault, t0)
+            entry = per_fault[label]
+            entry["cut"] += 1
+            if i < len(attempts) - 1:  # the next attempt is the re-run: seconds from the fault's start
+                entry["run_again"] += 1
+                delay = round(float(attempts[i + 1]["start_ts"]) - float(fault["ts"]), 1)
+                entry["run_again_within_s"] = max(delay, entry["run_again_within_s"] or delay)
+                cut.append((attempt, label))
+        retries = sum(a.get("outcome") == "retry" for a in attempts)
+        extra = max(0, int(job.get("executions") or 0) - 1 - retries - int(job.get("redrives") or 0))
+        for attempt, label in cut[:extra]:
+            per_fault[label]["duplicates"] += 1
+            explained.append({"job_id": job["job_id"], "try": attempt.get("try"), "fault": label,
+                              "outcome": attempt.get("outcome")})  # fmt: skip
+        if len(cut) < extra:
+            unexplained.append({"job_id": job["job_id"], "executions": job.get("executions"),
+                                "attempts": attempts, "missing": extra - len(cut)})  # fmt: skip
+    cut_total = sum(f["cut"] for f in per_fault.values())
+    return {
+        "duplicates": len(explained) + sum(u["missing"] for u in unexplained),
+        "explained": len(explained),
+        "cut": cut_total,
+        "cut_run_again": sum(f["run_again"] for f in per_fault.values()),
+        "per_fault": per_fault,
+        "examples": explained[:5],
+        "unexplained": unexplained,
+        "stray_cuts": stray_cuts,
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def api_during_faults(
+    samples: list[dict[str, str]], faults: list[dict[str, Any]], t0: float
+) -> list[dict[str, Any]]:
+    """API latency and errors per fault window (intended start within [start - 1 s, end + 1 s]) and outside them."""
+    windows = [
+        (
+            f"{f['name']}@{float(f['ts']) - t0:.1f}s",
+            float(f["ts"]) - SLACK_S,
+            float(f.get("end_ts") or f["ts"]) + SLACK_S,
+        )
+        for f in faults
+        if f.get("ts")
+    ]
+    rows: dict[str, list[dict[str, str]]] = {name: [] for name, _, _ in windows}
+    outside: list[dict[str, str]] = []
+    for row in samples:
+        ts = float(row["intended_ts"])
+        hit = [name for name, lo, hi in windows if lo <= ts <= hi]
+        for name in hit:
+            rows[name].append(row)
+        if not hit:
+            outside.append(row)
+    out = []
+    for name, group in [*rows.items(), ("outside faults", outside)]:
+        lat = [float(r["latency_ms"]) for r in group]
+        out.append({
+            "window": name, "requests": len(group), "errors": sum(r["ok"] != "1" for r in group),
+            "statuses": dict(Counter(r["status"] for r in group if r["ok"] != "1")),
+            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": max(lat, default=None),
+        })  # fmt: skip
+    return out
+
+
+def read_run(run_dir: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The offload samples (CSV rows) and job records (jobs/offload.jsonl) of a run folder."""
+    samples: list[dict[str, str]] = []
+    for path in sorted((run_dir / "samples").glob("offload-*.csv")):
+        with path.open(newline="") as fh:
+            samples.extend(csv.DictReader(fh))
+    jobs_file = run_dir / "jobs" / "offload.jsonl"
+    lines = jobs_file.read_text().splitlines() if jobs_file.exists() else []
+    return samples, [json.loads(line) for line in lines if line.strip()]
 
 
 def main() -> int:
@@ -107,45 +251,67 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="folder for the run (default: a temporary one)"
     )
+    parser.add_argument(
+        "--check-run", type=Path, default=None, help="judge this existing soak run folder again; run nothing"
+    )
     args = parser.parse_args()
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=130)  # the tables stay readable in a log file
     duration_s = args.minutes * 60
     faults = schedule(duration_s, args.every_s, args.seed)
     out = args.out or Path(tempfile.mkdtemp(prefix="soak-"))
     cmd = [
         sys.executable, "-m", "bench", "run", "--modes", "offload", "--duration", f"{duration_s:g}s",
         "--warmup", "5s", "--arrival-rate", f"{args.rate:g}", "--workers", str(args.workers),
-        "--drain-timeout", "120s", "--seed", str(args.seed), "--out", str(out),
+        "--drain-timeout", "120s", "--seed", str(args.seed), "--out", str(out), *WORK_ARGS,
         *[a for spec in faults for a in ("--fault", spec)],
     ]  # fmt: skip
-    console.print(f"soak: {duration_s:g} s at {args.rate:g}/s, faults: {' '.join(faults)}")
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(**SERVICE_ENV), check=False)
-    runs = sorted(p for p in out.iterdir() if p.is_dir())
+    if args.check_run is not None:
+        returncode, runs, out = 0, [args.check_run], args.check_run
+    else:
+        console.print(f"soak: {duration_s:g} s at {args.rate:g}/s, faults: {' '.join(faults)}")
+        returncode = subprocess.run(cmd, cwd=REPO, env=clean_env(**SERVICE_ENV), check=False).returncode
+        runs = sorted(p for p in out.iterdir() if p.is_dir())
     if not runs or not (runs[-1] / "summary.json").exists():
-        console.print(f"error: the run wrote no summary (exit {proc.returncode}); see {out}")
+        console.print(f"error: the run wrote no summary (exit {returncode}); see {out}")
         return 1
     summary = json.loads((runs[-1] / "summary.json").read_text())
-    figures, failed = verdict(summary)
+    samples, job_records = read_run(runs[-1])
+    faults_fired = [f for f in summary.get("reliability", {}).get("faults", []) if f.get("ts")]
+    t0 = min((float(r["intended_ts"]) for r in samples), default=time.time())  # the offload phase's start
+    dup = explain_duplicates(job_records, faults_fired, t0)
+    figures, failed = verdict(summary, dup, len(samples))
     table = Table(title=f"soak {duration_s:g} s, seed {args.seed} ({time.monotonic() - started:.0f} s wall)")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in figures.items():
         table.add_row(name, str(value))
     console.print(table)
-    for fault in [f for f in summary.get("reliability", {}).get("faults", []) if f.get("ts")]:
-        api, jobs = fault.get("api") or {}, fault.get("jobs") or {}
+    console.print("faults (seconds into the offload phase):")
+    for fault in faults_fired:
         console.print(
-            f"  {fault['name']:<15} api errors {api.get('errors')} {api.get('error_statuses')} "
-            f"max error latency {api.get('max_error_latency_ms')} ms; orphaned {jobs.get('orphaned')} "
-            f"rerun {jobs.get('rerun')} (max {jobs.get('rerun_max_s')} s); detail {fault.get('detail')}"
+            f"  {fault['name']:<15} at {float(fault['ts']) - t0:6.1f} s, lasted "
+            f"{float(fault.get('end_ts') or fault['ts']) - float(fault['ts']):5.1f} s; "
+            f"{json.dumps(dup['per_fault'][_label(fault, t0)])}; {json.dumps(fault.get('detail'))}"
         )
+    console.print(f"duplicates, e.g.: {json.dumps(dup['examples'][:3])}")
+    api = Table(title="API while each fault lasted (intended start within the fault +- 1 s) and outside")
+    for col in ("window", "requests", "errors", "statuses", "p50_ms", "p99_ms", "max_ms"):
+        api.add_column(col, justify="left" if col in ("window", "statuses") else "right")
+    api_rows = api_during_faults(samples, faults_fired, t0)
+    for row in api_rows:
+        api.add_row(*(f"{v:.0f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(api)
+    record = {"command": cmd, "seed": args.seed, "figures": figures, "faults": faults_fired,
+              "duplicates": dup, "api": api_rows, "failed": failed}  # fmt: skip
+    (out / "soak.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"figures: {out / 'soak.json'}")
     console.print(f"run folder: {runs[-1]}")
     console.print(SHARED_CORES_NOTE)
     for line in failed:
         console.print(f"FAIL: {line}")
-    console.print("PASS" if not failed and proc.returncode == 0 else f"run exit code {proc.returncode}")
-    return 1 if failed or proc.returncode not in (0,) else 0
+    console.print("PASS" if not failed and returncode == 0 else f"run exit code {returncode}")
+    return 1 if failed or returncode not in (0,) else 0
 
 
 if __name__ == "__main__":
