@@ -1,7 +1,19 @@
-"""Shared fixtures: a real Redis server on a free loopback port (no fakeredis anywhere)."""
+"""Shared fixtures: a real Redis server on a free loopback port (no fakeredis anywhere).
+
+The suite runs on pytest-xdist workers (`-n 3`, pyproject.toml): most tests wait on process start-up and
+sleeps, not on the CPU. Every fixture here is per worker (its own Redis, its own tmp dirs, free ports).
+Tests that drive a load at a high rate or judge the load generator's timing (LOAD_TESTS) never run two at
+once: each holds one file lock shared by the run's workers, and they are collected first, so xdist hands
+them all to the first worker, one after the other, while the other workers take the rest.
+(xdist's own `--dist loadgroup` cannot do it here: on pytest 9.2 its group marks are silently ignored,
+pytest-xdist issue 1386.)
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +25,62 @@ from bench.launch.redis_server import EmbeddedRedis
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 
+# test files (or single tests, "file::name") that saturate the CPU or assert the generator's timing:
+# max-rate and closed-model Locust runs, capacity searches, benchmarks, the open model's send accuracy.
+# Locust's --processes master also binds a fixed port (5557): two such runs at once would collide.
+LOAD_TESTS = (
+    "tests/bench/capacity/test_known_capacity.py",
+    "tests/benchmarks/test_benchmarks.py::test_benchmark_quick_mode_prints_its_figures",
+    "tests/loadtests/test_counts.py",
+    "tests/loadtests/test_jobside.py::test_unreachable_redis_skips_the_job_side_with_one_warning",
+    "tests/loadtests/test_open_model.py",
+    "tests/loadtests/test_smoke.py::test_api_locustfile_smoke",
+)
+LOAD_MARK = "one_load_at_a_time"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the load mark; give SIGINT back to the CLIs the Ctrl-C tests start."""
+    config.addinivalue_line("markers", f"{LOAD_MARK}: never runs beside another such test (xdist)")
+    # a shell starts a background job (`pytest &`) with SIGINT ignored, and an ignored signal stays ignored
+    # across fork and exec: every CLI under test would ignore its Ctrl-C. A handled one is reset at exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _is_load_test(item: pytest.Item) -> bool:
+    path = item.nodeid.split("[", 1)[0]
+    return any(path == t or path.startswith(t + "::") for t in LOAD_TESTS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the load tests and collect them first (a stable sort: every worker collects the same order)."""
+    for item in items:
+        if _is_load_test(item):
+            item.add_marker(LOAD_MARK)
+    items.sort(key=lambda item: item.get_closest_marker(LOAD_MARK) is None)
+
+
+@pytest.fixture(autouse=True)
+def _one_load_at_a_time(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist, a load test holds a lock shared by the run's workers for its whole run."""
+    if request.node.get_closest_marker(LOAD_MARK) is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # each worker's basetemp is <the run's basetemp>/<worker id>: the parent is the same for all of them
+    with (tmp_path_factory.getbasetemp().parent / "one-load-at-a-time.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """One real redis-server for the session (AOF on, loopback, free port)."""
+    """One real redis-server per session (per xdist worker: AOF on, loopback, free port)."""
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
