@@ -117,10 +117,12 @@ class _Session:
     def saturating_rate(self, mode: str, n: int) -> float:
         """An arrival rate above what n workers can complete, within what the API accepts."""
         s = self.searches.get(mode)
-        # one worker completes at least what it completed when it fell behind in a search step (a short
-        # step understates it) and at least the arrivals it kept up with
+        # one worker completes about what it completed in the lowest-rate search step where it fell behind
+        # (higher rates take its CPU for the API and the generator, and a worker running many jobs at once
+        # finishes them in bursts a short step can catch or miss), and at least the arrivals it kept up with
         steps = s.steps if s else []
-        done = [st.job_rate for st in steps if st.backlog_growing and st.job_rate]
+        grew = sorted((st for st in steps if st.backlog_growing and st.job_rate), key=lambda st: st.rate)
+        done = [grew[0].job_rate] if grew and grew[0].job_rate else []
         done += [st.arrival_rate for st in steps if st.backlog_growing is False and st.arrival_rate]
         b = s.brackets() if s else {}
         jobs = b.get("jobs")

@@ -93,14 +93,21 @@ def plot_backlog(res: CapacityResult, path: Path) -> Path | None:
     for mode, m in modes.items():
         steps = sorted((s for s in m.steps if s.backlog_slope_per_s is not None), key=placed)
         ax.plot([placed(s) for s in steps], [s.backlog_slope_per_s or 0.0 for s in steps], marker="o", color=colors[mode],
-                label=f"{mode}: backlog growth")  # fmt: skip
+                label=f"{mode}: growth of overdue jobs")  # fmt: skip
+        limits = [(placed(s), s.backlog_limit_per_s) for s in steps if s.backlog_limit_per_s is not None]
+        if limits:
+            ax.plot(*zip(*limits, strict=True), ls=":", color=colors[mode], alpha=0.7,
+                    label=f"{mode}: growth that counts (steady wander)")  # fmt: skip
         if m.jobs and m.jobs.max_rate is not None:
             ax.axvline(m.jobs.max_rate, color=colors[mode], alpha=0.4, ls="--",
                        label=f"{mode}: jobs keep up to {m.jobs.max_rate:,.0f}/s")  # fmt: skip
     ax.axhline(0, color="grey", lw=1)
+    lowest = min((s.backlog_slope_per_s or 0.0 for m in modes.values() for s in m.steps), default=0.0)
+    ax.set_ylim(bottom=min(lowest * 1.5, -0.5))  # symlog: no decade of negative growth nothing reached
     ax.set_xscale("log")
     ax.set_xlabel("arrival rate the server got (req/s, log; generator-limited: asked)")
-    ax.set_ylabel("job backlog growth through the step (jobs/s)")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylabel("growth of jobs overdue after the start-up (jobs/s, symlog)")
     ax.set_title("Job backlog against offered rate (bounded = the workers keep up)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)

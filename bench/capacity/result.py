@@ -81,13 +81,19 @@ def _worker_lines(res: CapacityResult) -> list[str]:
     beyond = [n for n in needs if n.workers is None]
     if reachable:
         top = reachable[-1]
-        text += (
-            f": at {rate_text(top.rate)} req/s you need {top.workers} worker{'s' if top.workers != 1 else ''}"
-        )
+        plural = "s" if top.workers != 1 else ""
+        text += f": at {rate_text(top.rate)} req/s{_rate_name(res, top.rate)} you need {top.workers} worker{plural}"
     lines = [text]
     if beyond:
-        peak = f" (the fit peaks at {rate_text(u.peak_rate)} jobs/s)" if u and u.peak_rate else ""
-        lines.append(f"no worker count keeps up with {rate_text(beyond[0].rate)} req/s on this machine{peak}")
+        peak = ""
+        if u and u.peak_rate:
+            peak = f" (the fit peaks at {rate_text(u.peak_rate)} jobs/s)"
+        elif u and u.lambda_ and u.sigma and not u.kappa:  # Amdahl: X(N) -> lambda / sigma
+            peak = f" (the fit levels off at {rate_text(u.lambda_ / u.sigma)} jobs/s)"
+        lines.append(
+            f"no worker count keeps up with {rate_text(beyond[0].rate)} req/s{_rate_name(res, beyond[0].rate)} "
+            f"on this machine{peak}"
+        )
     if machine_limited(res):
         lo, hi = min(rates), max(rates)
         lines.append(
@@ -95,7 +101,28 @@ def _worker_lines(res: CapacityResult) -> list[str]:
             f"jobs/s against {rate_text(rates[lo])} for {lo}, on {res.meta.get('cpu_count', '?')} cores shared "
             "with the API, Redis and the load generator"
         )
+    else:
+        busy = [(int(n), w.machine_cpu_percent) for n, w in res.workers.items()
+                if (w.machine_cpu_percent or 0) >= MACHINE_BUSY_PERCENT]  # fmt: skip
+        if busy:
+            n, cpu = max(busy)
+            lines.append(
+                f"with {n} worker{'s' if n > 1 else ''} the machine's {res.meta.get('cpu_count', '?')} cores were "
+                f"{cpu or 0:.0f} % busy (shared with the API, Redis and the load generator): there the cores, "
+                "not the worker, limit the job rate"
+            )
     return lines
+
+
+def _rate_name(res: CapacityResult, rate: float) -> str:
+    """ " (sync's ok limit)": which capacity in the report a rate of "you need N workers" is."""
+    for mode, m in res.modes.items():
+        for target in ("ok", "fast"):
+            value = getattr(m.max_rate, target)
+            if value is not None and round(value, 1) == rate:
+                who = f"{mode}'s API" if m.jobs is not None else mode
+                return f" ({who} {target} limit)"
+    return ""
 
 
 def machine_limited(res: CapacityResult) -> bool:

@@ -66,7 +66,8 @@ def test_headline_says_where_each_mode_breaks_and_how_many_workers(result: Capac
     assert re.search(r"one worker completes 30 jobs/s, 2 workers 50 \(USL sigma 0\.20, kappa 0\.000\): "
                      r"at 100 req/s you need 8 workers", text)  # fmt: skip
     assert "offload's job side: 1 worker completes 30 jobs/s" in text
-    assert "cores, not the worker" not in text  # 2 workers did 1.7 x one: more workers help
+    assert "are the limit" not in text  # 2 workers did 1.7 x one: more workers help, but the cores were busy
+    assert "with 2 workers the machine's 2 cores were 97 % busy" in text and "cores, not the worker" in text
 
 
 def test_when_more_workers_do_not_help_the_headline_names_the_cores(result: CapacityResult):
