@@ -62,7 +62,12 @@ def orphan_effect(attempts: pd.DataFrame | None, start: float, end: float | None
     if attempts is None or attempts.empty:
         return {"in_flight": 0, "orphaned": 0, "rerun": 0, "rerun_max_s": None, "rerun_p50_s": None}
     until = start if end is None else max(start, end)
-    running = (attempts["start_ts"] <= until) & ~(attempts["end_ts"] < start)
+    # an attempt with no end (its worker died, or Redis could not record the end) ran at most until its job's
+    # next attempt began: without this bound it would count as cut by every later fault too
+    attempts = attempts.reset_index(drop=True)  # the shift below aligns on the index: make it unique
+    next_start = attempts.sort_values("start_ts").groupby("job_id")["start_ts"].shift(-1)
+    ran_until = attempts["end_ts"].fillna(next_start)
+    running = (attempts["start_ts"] <= until) & ~(ran_until < start)
     in_flight = attempts[running]
     cut = in_flight[in_flight["end_ts"].isna() | (in_flight["outcome"] == "cancelled")]
     # the next attempt of a cut job: the first of the same job that started after the cut one

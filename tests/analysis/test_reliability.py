@@ -91,3 +91,14 @@ def test_an_outage_also_cuts_attempts_begun_while_it_lasted():
     # T0+11 is a re-run, not a cut attempt
     assert jobs["orphaned"] == 3 and jobs["rerun"] == 3
     assert jobs["rerun_max_s"] == pytest.approx(65.0)
+
+
+def test_a_cut_attempt_is_not_cut_again_by_every_later_fault():
+    # a was cut by the kill at T0+10 and ran again at T0+16: a second kill at T0+25 cut nothing of it
+    faults = [
+        {"name": "worker-sigkill", "ts": T0 + 10, "end_ts": T0 + 10, "detail": {}},
+        {"name": "worker-sigkill", "ts": T0 + 25, "end_ts": T0 + 25, "detail": {}},
+    ]
+    first, second = (f["jobs"] for f in fault_effects(faults, None, None, _attempts())["faults"])
+    assert first["orphaned"] == 2 and first["rerun"] == 2
+    assert second == {"in_flight": 0, "orphaned": 0, "rerun": 0, "rerun_max_s": None, "rerun_p50_s": None}
