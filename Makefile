@@ -22,8 +22,10 @@ test:
 run:
 	$(BIN)/offload-bench run
 
+# a machine shared with other heavy runs: make bench BENCH_ARGS="--lock /tmp/ob-heavy.lock" (each benchmark
+# under `flock FILE`); one benchmark: BENCH_ARGS="--only worker". Under 10 minutes.
 bench:
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # After changing runfolder/summary.py: rewrite the committed JSON Schema (tests/runfolder checks it is current).
 schema:

@@ -15,12 +15,17 @@ from pathlib import Path
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
-def attach(pid: int, out: Path, rate_hz: int = 250) -> subprocess.Popen[bytes]:
-    """Start `py-spy record` on a running process (collapsed stacks in `out`); it stops when the pid exits."""
+def attach(pid: int, out: Path, rate_hz: int = 250, duration_s: int = 0) -> subprocess.Popen[bytes]:
+    """Start `py-spy record` on a running process (collapsed stacks in `out`).
+
+    It stops when the pid exits, or after duration_s seconds when that is given.
+    """
     exe = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
     if exe is None:
         raise SystemExit("error: py-spy not found (hint: .venv/bin/pip install py-spy)")
     cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate_hz), "--output", str(out)]
+    if duration_s > 0:
+        cmd += ["--duration", str(duration_s)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

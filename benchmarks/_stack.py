@@ -79,6 +79,18 @@ def stop(proc: ManagedProcess | None, timeout_s: float = 30.0) -> int | None:
     return proc.stop(timeout_s) if proc is not None else None
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat), 0 when it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields after the command: state is [0], utime [11], stime [12] (in clock ticks)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, Any]:
     """nproc and the CPU model (from /proc/cpuinfo): printed beside every figure."""
     model = "unknown"

@@ -28,7 +28,7 @@ from typing import Any
 import _profile
 import numpy as np
 import redis
-from _stack import SHARED_CORES_NOTE, Figure, Result, start_worker, stop
+from _stack import SHARED_CORES_NOTE, Figure, Result, cpu_seconds, start_worker, stop
 from redis.asyncio import Redis as AsyncRedis
 from rich.console import Console
 from rich.progress import Progress
@@ -81,17 +81,35 @@ def enqueue(url: str, n: int) -> list[str]:
     return asyncio.run(_enqueue(url, n))
 
 
-def wait_completed(client: redis.Redis, n: int, timeout_s: float, progress: Progress, label: str) -> None:
-    """Wait until the STATS completed counter reaches n (or the timeout: the figure then counts what ran)."""
+def wait_completed(
+    client: redis.Redis, n: int, timeout_s: float, progress: Progress, label: str, pids: dict[str, int | None]
+) -> dict[str, float]:
+    """Wait until the STATS completed counter reaches n (or the timeout: the figure then counts what ran).
+
+    Returns each pid's CPU time per completed job (us) and its CPU share of the wall time, counted from the
+    first completed job on (the worker's start-up imports are not a job's cost).
+    """
     task = progress.add_task(label, total=n)
     deadline = time.monotonic() + timeout_s
+    first: tuple[float, int, dict[str, float]] | None = None
+    done = 0
     while time.monotonic() < deadline:
         done = lifecycle.queue_depth(client)["completed"]
+        if first is None and done > 0:
+            first = (time.monotonic(), done, {k: cpu_seconds(pid) for k, pid in pids.items()})
         progress.update(task, completed=done)
         if done >= n:
             break
         time.sleep(0.1)
     progress.remove_task(task)
+    out: dict[str, float] = {}
+    if first is not None and done > first[1]:
+        wall_s, jobs = time.monotonic() - first[0], done - first[1]
+        for k, pid in pids.items():
+            used = cpu_seconds(pid) - first[2][k]
+            out[f"{k}_us_per_job"] = used / jobs * 1e6
+            out[f"{k}_cpu_share"] = used / wall_s
+    return out
 
 
 def drain_rate(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -127,16 +145,17 @@ def drain(
     client.flushdb()
     job_ids = enqueue(store.url, n)
     worker = start_worker(store.url, log, **profile)
-    spy = _profile.attach(worker.pid, spy_out) if spy_out is not None else None
+    spy = _profile.attach(worker.pid, spy_out) if spy_out is not None and worker.pid else None
+    pids = {"worker": worker.pid, "redis": store.proc.pid if store.proc else None}
     try:
-        wait_completed(client, n, 120.0, progress, label)
+        cpu = wait_completed(client, n, 120.0, progress, label, pids)
     finally:
         stop(worker)
         if spy is not None:
             spy.wait(30)
     records = list(lifecycle.export_records(client, job_ids))
     client.close()
-    return drain_rate(records)
+    return {**drain_rate(records), **cpu}
 
 
 def pickup(store: EmbeddedRedis, n: int, log: Path, progress: Progress, seed: int = 1) -> list[float]:
@@ -226,6 +245,14 @@ def main() -> int:
         f"(b) no-op jobs: {noop['done']:,.0f}/{noop['jobs']:,.0f} done in {noop['span_s']:.2f} s = "
         f"{noop['jobs_s']:,.0f} jobs/s; re-runs {noop['duplicates']:.0f}"
     )
+    if "worker_us_per_job" in noop:
+        print(
+            f"    what (b) depends on: the worker's CPU per no-op job {noop['worker_us_per_job']:,.0f} us "
+            f"(at {noop['worker_cpu_share']:.0%} of a core; Redis {noop['redis_us_per_job']:,.0f} us per job, "
+            f"{noop['redis_cpu_share']:.0%} of a core): a worker near 100 % of a core is CPU-bound, its jobs/s "
+            f"~ 1e6 / its us per job ({1e6 / noop['worker_us_per_job']:,.0f}); that CPU is 5 Redis round "
+            "trips per job in redis-py/asyncio (see README, --profile)"
+        )
     p50 = float(np.percentile(pick_ms, 50)) if pick_ms else float("nan")
     p95 = float(np.percentile(pick_ms, 95)) if pick_ms else float("nan")
     print(f"(c) idle pickup over {len(pick_ms)} jobs: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
@@ -236,12 +263,22 @@ def main() -> int:
             path = spy[key]
             if path is not None and path.exists():
                 _profile.print_top(path, label)
+    # what the no-op rate depends on (absent when a --quick run finished before a second progress poll)
+    cpu_figures = [
+        Figure(name, noop[key], 0.0, "info", unit)
+        for name, key, unit in (
+            ("worker CPU per no-op job", "worker_us_per_job", " us"),
+            ("worker CPU share (cores) while draining no-op jobs", "worker_cpu_share", ""),
+        )
+        if key in noop
+    ]
     result = Result(
         "worker",
         [
             Figure("0.2 s I/O jobs/s per process", io["jobs_s"], IO_GOAL_JOBS_S, ">="),
             Figure("slot efficiency of (a)", efficiency, 0.0, "info"),
             Figure("no-op jobs/s per process", noop["jobs_s"], NOOP_GOAL_JOBS_S, ">="),
+            *cpu_figures,
             Figure("idle pickup p50", p50, PICKUP_GOAL_MS, "<=", " ms"),
         ],
         {

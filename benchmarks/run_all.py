@@ -33,7 +33,8 @@ BENCHES: dict[str, list[str]] = {
     "worker": [],
     # the minimal ASGI app serves faster than one Locust process can send: Locust, not the API, is the limit
     "capture": ["--rounds", "4", "--duration-s", "10", "--server", "testapp"],
-    "analysis": [],
+    # 1M samples only: the 10M folder alone takes ~3 min to write (run bench_analysis.py for it)
+    "analysis": ["--sizes", "1000000"],
 }
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-import bench_offload_path  # noqa: E402
+import _wrk  # noqa: E402
 import run_all  # noqa: E402
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000/noop/sources
@@ -36,7 +36,7 @@ Transfer/sec:    626.01KB
 
 
 def test_parse_wrk_reads_rate_percentiles_and_errors():
-    parsed = bench_offload_path.parse_wrk(WRK_OUTPUT)
+    parsed = _wrk.parse_wrk(WRK_OUTPUT)
     assert parsed["rps"] == pytest.approx(3501.17)
     assert parsed["requests"] == 35043
     assert parsed["p50"] == pytest.approx(8.45)
@@ -65,7 +65,9 @@ def test_final_table_shows_each_figure_and_a_failed_benchmark():
     assert rows[2][1] == "did not run (exit 2)"
 
 
-@pytest.mark.parametrize("name", ["offload_path", "worker", "capture", "analysis"])
+@pytest.mark.parametrize(
+    "name", ["offload_path", "worker", "capture", "analysis", "send_accuracy", "master_intake"]
+)
 def test_benchmark_quick_mode_prints_its_figures(name, tmp_path):
     out = tmp_path / "figures.json"
     proc = subprocess.run(
