@@ -24,14 +24,17 @@ from pathlib import Path
 
 from _stack import Figure, Result
 
-from analysis.synthetic import write_synthetic_run
-
 GOALS = {1_000_000: (5.0, 400.0), 10_000_000: (30.0, 2048.0)}  # samples -> (wall s, peak RSS MB)
 REPO = Path(__file__).resolve().parent.parent
 
 
 def generate(run_dir: Path, samples: int, procs: int) -> None:
-    """A synthetic run of `samples` requests over three modes (an hour for 10M, as a soak test would be)."""
+    """A synthetic run of `samples` requests over three modes (an hour for 10M, as a soak test would be).
+
+    Written by a child process: this process must stay small, because a child's ru_maxrss (wait4) counts the
+    high-water RSS of the memory it was forked with (subprocess uses vfork: this process's) - generating 10M
+    samples here made every report after it look 3.5 GB large.
+    """
     if (run_dir / "run.json").exists():
         print(f"reusing {run_dir}")
         return
@@ -39,7 +42,12 @@ def generate(run_dir: Path, samples: int, procs: int) -> None:
     counts = {"noop": per_mode, "sync": per_mode, "offload": samples - 2 * per_mode}
     t0 = time.perf_counter()
     duration_s = max(600.0, samples / 3 / 925)  # ~925 req/s per mode: 10M samples is an hour
-    write_synthetic_run(run_dir, samples_per_mode=counts, procs=procs, duration_s=duration_s, warmup_s=10.0)
+    code = (
+        "import sys; from pathlib import Path; from analysis.synthetic import write_synthetic_run; "
+        f"write_synthetic_run(Path(sys.argv[1]), samples_per_mode={counts!r}, procs={procs}, "
+        f"duration_s={duration_s!r}, warmup_s=10.0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(run_dir)], cwd=REPO, check=True)
     print(f"generated {samples:,} samples in {time.perf_counter() - t0:.0f} s: {run_dir}", flush=True)
 
 
