@@ -109,7 +109,7 @@ def _worker_lines(res: CapacityResult) -> list[str]:
             lines.append(
                 f"with {n} worker{'s' if n > 1 else ''} the machine's {res.meta.get('cpu_count', '?')} cores were "
                 f"{cpu or 0:.0f} % busy (shared with the API, Redis and the load generator): there the cores, "
-                "not the worker, limit the job rate"
+                f"not the worker, limit the job rate, and more than {n} worker{'s' if n > 1 else ''} need more cores"
             )
     return lines
 
