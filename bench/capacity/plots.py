@@ -134,6 +134,10 @@ def plot_usl(res: CapacityResult, path: Path) -> Path | None:
         ax.axvline(
             cores, color="red", alpha=0.4, ls=":", label=f"{cores} cores (shared with API, Redis, load)"
         )
+        right = ax.get_xlim()[1]
+        if right > cores:  # the curve there is the fit's, not what this machine can do
+            ax.axvspan(cores, right, color="red", alpha=0.06, label="more workers than cores: extrapolated")
+            ax.set_xlim(right=right)
     ax.set_xlabel("workers")
     ax.set_ylabel("jobs completed per second")
     ax.set_title("Workers' job capacity: Universal Scalability Law")
