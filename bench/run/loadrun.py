@@ -12,6 +12,7 @@ from rich.progress import Progress, TaskID
 
 import loadtests
 from bench.launch.procs import ManagedProcess
+from bench.launch.redis_server import free_port
 from bench.run.config import RunConfig, job_modes
 from bench.run.live import LiveQueue, LiveSamples
 from runfolder.load import LOCUST_ARGUMENTS, LOCUST_STANDALONE_DEFAULTS
@@ -64,7 +65,18 @@ def locust_args(cfg: RunConfig, mode: str, host: str, run_dir: Path, redis_url: 
         args += ["--expect-workers-max-wait", f"{WORKERS_WAIT_S:g}"]
         args += ["--master-bind-host", cfg.master_bind_host, "--master-bind-port", str(cfg.master_port)]
     elif cfg.processes > 1:
-        args += ["--processes", str(cfg.processes)]
+        # Locust's --processes master would bind *:5557: loopback on a free port instead, so it is not exposed and
+        # two runs (or a run and a test) on one machine do not collide
+        port = str(free_port())
+        args += [
+            "--processes",
+            str(cfg.processes),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            port,
+        ]
+        args += ["--master-host", "127.0.0.1", "--master-port", port]
     # the Redis URL (it may carry a password) goes through the environment, never the process list: run_mode
     return args + list(cfg.locust_args)
 

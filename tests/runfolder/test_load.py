@@ -79,6 +79,15 @@ def test_expect_workers_makes_locust_a_master(tmp_path: Path) -> None:
         load_config(None, {"expect_workers": 2, "processes": 2})
 
 
+def test_load_processes_talk_over_loopback_on_a_free_port(tmp_path: Path) -> None:
+    cfg = load_config(None, {"processes": 2})
+    args = locust_args(cfg, "noop", "http://127.0.0.1:1", tmp_path, None)
+    flags = dict(zip(args, args[1:], strict=False))
+    assert flags["--processes"] == "2" and flags["--master-bind-host"] == "127.0.0.1"
+    assert flags["--master-bind-port"] == flags["--master-port"] != "5557"  # Locust's default is *:5557
+    assert flags["--master-host"] == "127.0.0.1"
+
+
 def test_literal_choices_match_what_loadtests_implements() -> None:
     def choices(name: str) -> set[str]:
         return set(typing.get_args(LoadSettings.model_fields[name].annotation))
