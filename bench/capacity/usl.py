@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
 from bench.capacity.model import USL, Need
 
@@ -43,6 +42,9 @@ def fit(points: Sequence[tuple[int, float]]) -> USL:
             {"lambda": float(np.mean(x / n)), "sigma": 0.0, "kappa": 0.0, "points": len(pts), "fitted": ["lambda"],
              "note": "one worker count measured: linear scaling assumed (measure more counts to fit sigma, kappa)"}
         )  # fmt: skip
+    # scipy costs ~0.4 s to import: only a fit pays it, not every `offload-bench` call (the CLI imports this)
+    from scipy.optimize import OptimizeWarning
+
     with warnings.catch_warnings():
         # as many points as parameters fit exactly and leave no covariance to estimate: not a problem here
         warnings.simplefilter("ignore", OptimizeWarning)
@@ -59,6 +61,8 @@ def fit(points: Sequence[tuple[int, float]]) -> USL:
 def _curve_fit(
     n: np.ndarray, x: np.ndarray, distinct: int, lam0: float
 ) -> tuple[float, float, float, list[str], str]:
+    from scipy.optimize import curve_fit
+
     if distinct == 2:
 
         def amdahl(nn: np.ndarray, lam: float, sigma: float) -> np.ndarray:
