@@ -39,7 +39,8 @@ def _holds(mode: str, target: str, limit_ms: float, pct: str, b: Bracket, who: s
     if b.limited_by == "generator":
         text = text.replace(" up to ", " up to at least ") + " (generator-limited: add --processes)"
     elif b.limited_by == "range":
-        text = text.replace(" up to ", " up to at least ") + " (the top of --max-rate)"
+        why = "the top of --max-rate" if b.complete else "--max-steps ended the search"
+        text = text.replace(" up to ", " up to at least ") + f" ({why})"
     return text
 
 
