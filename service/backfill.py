@@ -13,6 +13,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -102,12 +103,32 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | No
     return (rng or random).uniform(0, ceiling)
 
 
+def add_mark(pipe: Any, source_id: str, ttl_s: int, **fields: str | int | float) -> None:
+    """Queue an HSET of fields on the source record and a refresh of its TTL on a pipeline."""
+    pipe.hset(keys.source(source_id), mapping=fields)
+    pipe.expire(keys.source(source_id), ttl_s)
+
+
 async def mark_source(redis: Redis, source_id: str, ttl_s: int, **fields: str | int | float) -> None:
-    """HSET fields on the source record and refresh its TTL."""
+    """HSET fields on the source record and refresh its TTL (one transaction)."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.source(source_id), mapping=fields)
-        pipe.expire(keys.source(source_id), ttl_s)
+        add_mark(pipe, source_id, ttl_s, **fields)
         await pipe.execute()
+
+
+def running_fields(attempt: int) -> dict[str, str | int | float]:
+    """The source's fields when an attempt starts."""
+    return {"state": "running", "attempts": attempt, "started_ts": _now_s()}
+
+
+def done_fields(result: BackfillResult) -> dict[str, str | int | float]:
+    """The source's fields when a backfill succeeded."""
+    return {
+        "state": "done",
+        "done_ts": _now_s(),
+        "result_digest": result.result_digest,
+        "pages": result.pages,
+    }
 
 
 async def run_backfill(
@@ -119,10 +140,13 @@ async def run_backfill(
     ttl_s: int = 86_400,
     user_id: str | None = None,
     name: str | None = None,
+    marked: bool = False,
 ) -> BackfillResult:
     """Backfill one source: per page wait, burn CPU, write the page digest; then mark the source done.
 
     user_id/name are read from the source record when not given (the worker's job carries only the id).
+    marked=True: the caller wrote running_fields at the start and writes done_fields on success itself (the
+    worker does both in round trips it makes anyway); the failure path still marks the source pending.
     Raises TransientBackfillError (retry it), PoisonBackfillError (never succeeds) or a RedisError. On a
     backfill error the source goes back to state `pending` with `last_error`; the caller marks it `dead`
     when it gives up.
@@ -135,7 +159,8 @@ async def run_backfill(
         if stored_user is None or stored_name is None:
             raise SourceMissingError(f"source {source_id} has no record (expired or never created)")
         user_id, name = _text(stored_user), _text(stored_name)
-    await mark_source(redis, source_id, ttl_s, state="running", attempts=attempt, started_ts=_now_s())
+    if not marked:
+        await mark_source(redis, source_id, ttl_s, **running_fields(attempt))
 
     plan = failure_plan(work, source_id, attempt)
     data_key = keys.source_data(source_id)
@@ -165,11 +190,10 @@ async def run_backfill(
     except BackfillError as err:
         await mark_source(redis, source_id, ttl_s, state="pending", last_error=str(err))
         raise
-    digest = result_digest(digests)
-    await mark_source(
-        redis, source_id, ttl_s, state="done", done_ts=_now_s(), result_digest=digest, pages=work.pages
-    )
-    return BackfillResult(source_id, work.pages, digest, attempt, io_total_ms, cpu_total_ms)
+    result = BackfillResult(source_id, work.pages, result_digest(digests), attempt, io_total_ms, cpu_total_ms)
+    if not marked:
+        await mark_source(redis, source_id, ttl_s, **done_fields(result))
+    return result
 
 
 def _text(value: bytes | str) -> str:
