@@ -65,6 +65,18 @@ def build_worker(settings: Settings) -> GracefulWorker:
     return GracefulWorker(state=state, **worker_kwargs(settings, state))
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (uvicorn[standard] brings it, as uvicorn's "auto" loop does).
+
+    A worker's CPU per job is mostly Redis round trips through the event loop (benchmarks/README.md).
+    """
+    try:
+        import uvloop  # noqa: PLC0415 - optional: stdlib asyncio without it
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def main() -> int:
     """`python -m service.worker`: run one worker until SIGTERM/SIGINT; 0 on a clean stop."""
     try:
@@ -79,7 +91,7 @@ def main() -> int:
     logging.config.dictConfig(log_config(settings.log_level))
     # arq logs two prose lines per job; our started/succeeded events replace them on the hot path
     logging.getLogger("arq").setLevel(logging.WARNING)
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    asyncio.set_event_loop(new_event_loop())
     worker = build_worker(settings)
     # the objects alive now (modules, arq, pydantic) are never garbage: keep full collections off them
     gc.collect()
