@@ -9,10 +9,12 @@ import pickle
 from typing import Any, Final
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.settings import Settings
 
@@ -34,6 +36,54 @@ def load_job(data: bytes) -> Any:
     return _DataOnlyUnpickler(io.BytesIO(data)).load()
 
 
+def _late(timeout_s: float, exc: BaseException) -> RedisTimeoutError:
+    return RedisTimeoutError(f"redis did not answer within {timeout_s:g} s ({type(exc).__name__})")
+
+
+class _BoundedPipeline(Pipeline):
+    """A pipeline whose round trip (all its replies) is bounded by one timeout."""
+
+    round_trip_timeout_s: float = 5.0
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.round_trip_timeout_s):
+                return await super().execute(raise_on_error)
+        except TimeoutError as exc:
+            raise _late(self.round_trip_timeout_s, exc) from exc
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.round_trip_timeout_s):
+                return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except TimeoutError as exc:
+            raise _late(self.round_trip_timeout_s, exc) from exc
+
+
+class BoundedArqRedis(ArqRedis):
+    """arq's client with every round trip (one command, one pipeline) bounded by round_trip_timeout_s.
+
+    redis-py's socket_timeout does the same per reply: an asyncio timeout around every reply read, ~12 per
+    pipeline of arq's finish transaction, which cost ~30 % of the worker's CPU per no-op job
+    (benchmarks/README.md). One timeout per round trip bounds the same waits; a timed-out command's
+    connection is closed by redis-py (a cancelled read disconnects), so no stale reply is read later.
+    """
+
+    round_trip_timeout_s: float = 5.0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.round_trip_timeout_s):
+                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except TimeoutError as exc:
+            raise _late(self.round_trip_timeout_s, exc) from exc
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _BoundedPipeline:
+        pipe = _BoundedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.round_trip_timeout_s = self.round_trip_timeout_s
+        return pipe
+
+
 CONNECT_RETRIES: Final = 30  # at start, wait up to ~30 s for Redis (as arq's create_pool did)
 log = logging.getLogger("service.worker")
 
@@ -48,7 +98,8 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def connect(settings: Settings) -> ArqRedis:
-    """The worker's pool: every command bounded (connect and read timeouts), TCP keepalive on.
+    """The worker's pool: every round trip bounded (connect timeout, one timeout per command or pipeline),
+    TCP keepalive on.
 
     arq's create_pool sets no read timeout: a Redis that accepts connections but does not answer would block
     polls, outcome writes and the shutdown for good. A timed-out command raises (the job is retried or left
@@ -57,15 +108,15 @@ async def connect(settings: Settings) -> ArqRedis:
     """
     timeout_s = settings.redis_timeout_s
     for attempt in range(CONNECT_RETRIES + 1):
-        pool: ArqRedis = ArqRedis.from_url(
+        pool: BoundedArqRedis = BoundedArqRedis.from_url(
             settings.redis_url,
-            socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             socket_keepalive=True,
             retry_on_timeout=False,
             retry_on_error=[RedisConnectionError],
             retry=RedisRetry(ExponentialBackoff(cap=0.5, base=0.02), retries=4),
         )
+        pool.round_trip_timeout_s = timeout_s
         try:
             await pool.ping()
             return pool

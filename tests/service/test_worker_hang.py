@@ -4,11 +4,13 @@ again once Redis answers (at-least-once), never lost."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from bench.launch.redis_server import EmbeddedRedis
@@ -61,13 +63,49 @@ def test_sigterm_during_a_redis_hang_exits_in_bounded_time_and_the_job_reruns(tm
 async def test_worker_and_api_pools_bound_every_command_and_keep_alive(redis_url: str) -> None:
     from service.api import make_redis
     from service.settings import Settings
-    from service.worker_conn import connect
+    from service.worker_conn import BoundedArqRedis, connect
 
     cfg = Settings(redis_url=redis_url, redis_timeout_s=0.7)
     worker_pool = await connect(cfg)
     api_pool = make_redis(cfg)
+    # the worker bounds each round trip itself (one timeout per command or pipeline), the API per read
+    assert isinstance(worker_pool, BoundedArqRedis) and worker_pool.round_trip_timeout_s == 0.7
+    assert api_pool.connection_pool.connection_kwargs["socket_timeout"] == 0.7
     for pool in (worker_pool, api_pool):
         kwargs = pool.connection_pool.connection_kwargs
-        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.7
+        assert kwargs["socket_connect_timeout"] == 0.7
         assert kwargs["socket_keepalive"] is True
         await pool.aclose()
+
+
+async def test_a_hung_redis_times_out_every_worker_round_trip_and_the_pool_recovers(tmp_path: Path) -> None:
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from service.settings import Settings
+    from service.worker_conn import connect
+
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    assert server.proc is not None
+    pool = await connect(Settings(redis_url=server.url, redis_timeout_s=0.3))
+    try:
+        await pool.set("k", "v")
+        script = pool.register_script("return redis.call('GET', KEYS[1])")
+        os.kill(server.proc.pid, signal.SIGSTOP)  # connections stay open, nothing answers
+        try:
+            for name, call in (
+                ("command", lambda: pool.get("k")),
+                ("pipeline", lambda: pool.pipeline(transaction=True).get("k").incr("n").execute()),
+                ("script", lambda: script(keys=["k"])),
+            ):
+                started = time.monotonic()
+                with pytest.raises(RedisTimeoutError):  # not the builtin TimeoutError of the guard below
+                    await asyncio.wait_for(call(), 5.0)  # an unbounded round trip fails here, not hangs
+                assert time.monotonic() - started < 3.0, name  # 0.3 s bound, an order of magnitude of margin
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # the timed-out connections were dropped: no late reply is read as the answer to a later command
+        assert await pool.get("k") == b"v"
+        assert await pool.pipeline(transaction=True).incr("n").get("k").execute() == [1, b"v"]
+    finally:
+        await pool.aclose()
+        server.cleanup()
