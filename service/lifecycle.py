@@ -1,7 +1,7 @@
 """Job lifecycle records (per attempt start/end/outcome), counters, queue depth, and lifecycle log events.
 
-The worker writes these on its hot path, so every transition is a single pipeline of commands that callers
-add to (`add_start`, `add_end`); the readers (`export_records`, `queue_depth`) take a sync redis-py client
+The worker writes these on its hot path, so every transition is one script call that callers add to their
+pipeline (`add_start`, `add_end`); the readers (`export_records`, `queue_depth`) take a sync redis-py client
 so they run from the CLI and from gevent-based Locust alike.
 """
 
@@ -45,25 +45,58 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+# An attempt's start and end are each one EVAL (one command to pack and one reply to parse, not 7): the
+# worker's CPU per job is mostly redis-py's per-command work (benchmarks/README.md). Same writes as the
+# commands they replace; the end's LSET is pcall'd so a list that expired meanwhile does not stop the rest.
+START_LUA: Final = """
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'source_id', ARGV[2], 'state', 'running', 'last_start_ts', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'executions', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('HINCRBY', KEYS[3], 'executions', 1)
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+return n
+"""
+
+END_LUA: Final = """
+if ARGV[1] ~= '' then redis.pcall('LSET', KEYS[1], ARGV[1], ARGV[2]) end
+local fields = {'state', ARGV[3]}
+if ARGV[4] ~= '' then fields[3] = ARGV[4]; fields[4] = ARGV[5] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+if ARGV[7] ~= '' then
+  fields[2] = ARGV[7]
+  redis.call('HSET', KEYS[3], unpack(fields))
+end
+if ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[8], 1) end
+redis.call('ZREM', KEYS[5], ARGV[9])
+return 1
+"""
+
+
 def add_start(
     pipe: Any, job_id: str, source_id: str, job_try: int, start_ts: float, ttl_s: int, claim_s: float
 ) -> None:
-    """Queue the writes of an attempt's start; the pipeline's RPUSH reply (first) is the attempts length.
+    """Queue the writes of an attempt's start (one EVAL); its reply is the attempts list's length.
 
     claim_s: how long the claim counts as running (arq's in-progress key TTL), see RUNNING.
     """
-    attempts_key = keys.job_attempts(job_id)
-    pipe.rpush(
-        attempts_key,
-        _dumps({"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None}),
+    entry = _dumps({"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None})
+    pipe.eval(
+        START_LUA,
+        4,
+        keys.job_attempts(job_id),
+        keys.job(job_id),
+        keys.STATS,
+        RUNNING,
+        entry,
+        source_id,
+        start_ts,
+        ttl_s,
+        int((start_ts + claim_s) * 1000),
+        job_id,
     )
-    job_key = keys.job(job_id)
-    pipe.hset(job_key, mapping={"source_id": source_id, "state": "running", "last_start_ts": start_ts})
-    pipe.hincrby(job_key, "executions", 1)
-    pipe.expire(job_key, ttl_s)
-    pipe.expire(attempts_key, ttl_s)
-    pipe.hincrby(keys.STATS, "executions", 1)
-    pipe.zadd(RUNNING, {job_id: int((start_ts + claim_s) * 1000)})
 
 
 def add_end(
@@ -77,26 +110,32 @@ def add_end(
     counter: str | None,
     source_state: str | None = None,
 ) -> None:
-    """Queue the writes of an attempt's end: the attempt entry, job state, a STATS counter, source state.
+    """Queue the writes of an attempt's end (one EVAL): the attempt entry, job state, a STATS counter, source
+    state.
 
-    run_backfill marks the source running/pending/done itself; source_state covers what it cannot see
-    (dead-lettered, cancelled).
+    The attempt entry is LSET by the index RPUSH returned (a concurrent duplicate run appends its own entry
+    elsewhere). run_backfill and the worker mark the source running/pending/done; source_state covers what
+    they cannot see (dead-lettered, cancelled).
     """
-    if attempt_index is not None:
-        # LSET by the index RPUSH returned: a concurrent duplicate run appends its own entry elsewhere.
-        pipe.lset(keys.job_attempts(job_id), attempt_index, _dumps(attempt))
-    job_key = keys.job(job_id)
-    fields: dict[str, Any] = {"state": state}
-    end_ts = attempt["end_ts"]
-    if state in ("done", "dead"):
-        fields[f"{state}_ts"] = end_ts
-    pipe.hset(job_key, mapping=fields)
-    pipe.expire(job_key, ttl_s)
-    if source_state is not None:
-        pipe.hset(keys.source(source_id), mapping={**fields, "state": source_state})
-    if counter:
-        pipe.hincrby(keys.STATS, counter, 1)
-    pipe.zrem(RUNNING, job_id)
+    ts_field = f"{state}_ts" if state in ("done", "dead") else ""
+    pipe.eval(
+        END_LUA,
+        5,
+        keys.job_attempts(job_id),
+        keys.job(job_id),
+        keys.source(source_id),
+        keys.STATS,
+        RUNNING,
+        "" if attempt_index is None else attempt_index,
+        _dumps(attempt),
+        state,
+        ts_field,
+        attempt["end_ts"] if ts_field else "",
+        ttl_s,
+        source_state or "",
+        counter or "",
+        job_id,
+    )
 
 
 def _num(value: bytes | None, kind: type[float] | type[int]) -> Any:
