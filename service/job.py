@@ -46,9 +46,12 @@ log = logging.getLogger("service.worker")
 
 # The source as the attempt starts (returned, a snapshot for run_backfill and the DLQ record), marked
 # "running" in the same step when it is complete (user_id and name): one round trip instead of two.
-# ARGV: ttl_s, then field, value, ... An incomplete or missing source is left as it is (run_backfill raises
-# SourceMissingError without writing it).
+# KEYS: the source, arq's payload. ARGV: ttl_s, then field, value, ... An incomplete or missing source is
+# left as it is (run_backfill raises SourceMissingError without writing it). A payload enqueued with arq's
+# 24 h expiry (arq's enqueue_job, older versions) must not expire while the job is live (retries, outages):
+# its TTL is dropped; arq deletes the key when the job ends.
 START_SOURCE_LUA: Final = """
+redis.call('PERSIST', KEYS[2])
 local before = redis.call('HGETALL', KEYS[1])
 if redis.call('HEXISTS', KEYS[1], 'user_id') == 1 and redis.call('HEXISTS', KEYS[1], 'name') == 1 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 2))
@@ -175,13 +178,15 @@ async def _begin(ctx: dict[str, Any], source_id: str, start_ts: float) -> Attemp
     cfg, redis, job_id, job_try = st.settings, ctx["redis"], ctx["job_id"], int(ctx["job_try"])
     async with redis.pipeline(transaction=False) as pipe:
         lifecycle.add_start(pipe, job_id, source_id, job_try, start_ts, cfg.record_ttl_s, claim_s(cfg))
-        # a payload enqueued with arq's 24 h expiry (arq's enqueue_job, older versions) must not expire while
-        # the job is live (retries, outages): drop the TTL; arq deletes the key when the job ends
-        pipe.persist(job_key_prefix + job_id)
         # the whole source rides along: run_backfill needs user_id/name, the DLQ record a snapshot of it
         # (EVAL, not a registered script: redis-py would add a SCRIPT EXISTS round trip to every execute)
         pipe.eval(
-            START_SOURCE_LUA, 1, keys.source(source_id), cfg.record_ttl_s, *_flat(running_fields(job_try))
+            START_SOURCE_LUA,
+            2,
+            keys.source(source_id),
+            job_key_prefix + job_id,
+            cfg.record_ttl_s,
+            *_flat(running_fields(job_try)),
         )
         replies = await pipe.execute()
     flat = [_text(v) for v in replies[-1]]
