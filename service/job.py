@@ -33,7 +33,6 @@ from service import keys, lifecycle
 from service.backfill import (
     BackfillResult,
     PoisonBackfillError,
-    add_mark,
     backoff_s,
     done_fields,
     run_backfill,
@@ -250,9 +249,19 @@ def _fatal(att: Attempt, exc: BaseException) -> bool:
 def _add_done(att: Attempt, pipe: Any) -> None:
     """Queue a success's writes: the lifecycle record "done" and, when the attempt marked it, the source."""
     ttl_s = att.st.settings.record_ttl_s
-    lifecycle.add_end(pipe, att.job_id, att.source_id, att.index, att.entry, "done", ttl_s, "completed")
-    if att.marked and att.result is not None:
-        add_mark(pipe, att.source_id, ttl_s, **done_fields(att.result))
+    # the source's "done" fields ride along when this attempt marked it running (else run_backfill did both)
+    source = done_fields(att.result) if att.marked and att.result is not None else None
+    lifecycle.add_end(
+        pipe,
+        att.job_id,
+        att.source_id,
+        att.index,
+        att.entry,
+        "done",
+        ttl_s,
+        "completed",
+        source_fields=source,
+    )
 
 
 async def _conclude(att: Attempt, error: BaseException | None) -> str:

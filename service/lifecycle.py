@@ -69,6 +69,10 @@ if ARGV[7] ~= '' then
   fields[2] = ARGV[7]
   redis.call('HSET', KEYS[3], unpack(fields))
 end
+if #ARGV > 9 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 10))
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
 if ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[8], 1) end
 redis.call('ZREM', KEYS[5], ARGV[9])
 return 1
@@ -109,13 +113,14 @@ def add_end(
     ttl_s: int,
     counter: str | None,
     source_state: str | None = None,
+    source_fields: dict[str, str | int | float] | None = None,
 ) -> None:
     """Queue the writes of an attempt's end (one EVAL): the attempt entry, job state, a STATS counter, source
     state.
 
     The attempt entry is LSET by the index RPUSH returned (a concurrent duplicate run appends its own entry
     elsewhere). run_backfill and the worker mark the source running/pending/done; source_state covers what
-    they cannot see (dead-lettered, cancelled).
+    they cannot see (dead-lettered, cancelled). source_fields are HSET on the source too (its TTL refreshed).
     """
     ts_field = f"{state}_ts" if state in ("done", "dead") else ""
     pipe.eval(
@@ -135,6 +140,7 @@ def add_end(
         source_state or "",
         counter or "",
         job_id,
+        *(item for pair in (source_fields or {}).items() for item in pair),
     )
 
 

@@ -23,7 +23,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from service import dlq, keys
-from service.backfill import failure_plan
+from service.backfill import failure_plan, page_digest, result_digest
 from service.enqueue import enqueue_backfill
 from service.lifecycle import export_records
 from service.settings import WorkProfile
@@ -216,6 +216,36 @@ def test_transient_failures_retry_with_backoff_then_done(redis_url, client, star
     stats = client.hgetall(keys.STATS)
     assert int(stats[b"retried"]) == sum(n - 1 for n in expected.values())
     assert int(stats[b"completed"]) == len(sources)
+
+
+def test_a_done_job_leaves_its_source_done_with_the_backfilled_data(redis_url, client, start_worker):
+    # the worker writes the source's "running" fields in the attempt's start step and its "done" fields in
+    # arq's finish transaction (not through run_backfill): the source must read as sync mode leaves it
+    sources = ["d1", "d2", "d3"]
+    worker = start_worker()
+    job_ids = enqueue(redis_url, sources)
+    wait_for(all_in_state(client, job_ids, "done"), 30, "all jobs done", worker)
+    for sid in sources:
+        src = {k.decode(): v.decode() for k, v in client.hgetall(keys.source(sid)).items()}
+        digests = [page_digest("u1", sid, page) for page in range(2)]
+        assert src["state"] == "done" and src["attempts"] == "1" and src["pages"] == "2"
+        assert float(src["started_ts"]) <= float(src["done_ts"])
+        assert src["result_digest"] == result_digest(digests)
+        assert client.hgetall(keys.source_data(sid)) == {b"0": digests[0].encode(), b"1": digests[1].encode()}
+        assert 0 < client.ttl(keys.source(sid)) <= 3600
+
+
+def test_a_job_whose_source_is_gone_is_dead_lettered_without_marking_it_running(
+    redis_url, client, start_worker
+):
+    [job_id] = enqueue(redis_url, ["gone"])
+    client.delete(keys.source("gone"))
+    worker = start_worker()
+    wait_for(all_in_state(client, [job_id], "dead"), 30, "the job dead-lettered", worker)
+    parked = asyncio.run(_show(redis_url, job_id))
+    assert parked is not None and parked["error_type"] == "SourceMissingError" and parked["source"] is None
+    src = client.hgetall(keys.source("gone"))
+    assert src[b"state"] == b"dead" and b"started_ts" not in src and b"user_id" not in src
 
 
 def test_backoff_envelope_doubles_up_to_the_cap():
