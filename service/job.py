@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import traceback
@@ -246,21 +245,13 @@ def _fatal(att: Attempt, exc: BaseException) -> bool:
     )
 
 
-def _add_done(att: Attempt, pipe: Any) -> None:
-    """Queue a success's writes: the lifecycle record "done" and, when the attempt marked it, the source."""
-    ttl_s = att.st.settings.record_ttl_s
-    # the source's "done" fields ride along when this attempt marked it running (else run_backfill did both)
+def _done_call(att: Attempt) -> tuple[list[str], list[str]]:
+    """A success's end (lifecycle.END_LUA's KEYS/ARGV): the record "done" and, when the attempt marked it,
+    the source's "done" fields (else run_backfill wrote them)."""
     source = done_fields(att.result) if att.marked and att.result is not None else None
-    lifecycle.add_end(
-        pipe,
-        att.job_id,
-        att.source_id,
-        att.index,
-        att.entry,
-        "done",
-        ttl_s,
-        "completed",
-        source_fields=source,
+    ttl_s = att.st.settings.record_ttl_s
+    return lifecycle.end_call(
+        att.job_id, att.source_id, att.index, att.entry, "done", ttl_s, "completed", source_fields=source
     )
 
 
@@ -270,7 +261,7 @@ async def _conclude(att: Attempt, error: BaseException | None) -> str:
         att.ended("success")
         # the success record rides in arq's own finish transaction (GracefulWorker.finish_job): one round
         # trip less per job, and the record says "done" exactly when arq has removed the job from its queue
-        att.st.finish_writes[att.job_id] = functools.partial(_add_done, att)
+        att.st.finish_ends[att.job_id] = _done_call(att)
         duration_ms = round((att.entry["end_ts"] - att.entry["start_ts"]) * 1000, 3)
         lifecycle.log_event(
             "succeeded",

@@ -103,8 +103,7 @@ def add_start(
     )
 
 
-def add_end(
-    pipe: Any,
+def end_call(
     job_id: str,
     source_id: str,
     attempt_index: int | None,
@@ -114,23 +113,17 @@ def add_end(
     counter: str | None,
     source_state: str | None = None,
     source_fields: dict[str, str | int | float] | None = None,
-) -> None:
-    """Queue the writes of an attempt's end (one EVAL): the attempt entry, job state, a STATS counter, source
-    state.
+) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of END_LUA for an attempt's end: the attempt entry, job state, a STATS counter, source state.
 
     The attempt entry is LSET by the index RPUSH returned (a concurrent duplicate run appends its own entry
     elsewhere). run_backfill and the worker mark the source running/pending/done; source_state covers what
     they cannot see (dead-lettered, cancelled). source_fields are HSET on the source too (its TTL refreshed).
+    ARGV[9] is the job id (the worker's finish script, which embeds END_LUA, relies on it).
     """
     ts_field = f"{state}_ts" if state in ("done", "dead") else ""
-    pipe.eval(
-        END_LUA,
-        5,
-        keys.job_attempts(job_id),
-        keys.job(job_id),
-        keys.source(source_id),
-        keys.STATS,
-        RUNNING,
+    keys_ = [keys.job_attempts(job_id), keys.job(job_id), keys.source(source_id), keys.STATS, RUNNING]
+    argv: list[str | int | float] = [
         "" if attempt_index is None else attempt_index,
         _dumps(attempt),
         state,
@@ -140,8 +133,16 @@ def add_end(
         source_state or "",
         counter or "",
         job_id,
-        *(item for pair in (source_fields or {}).items() for item in pair),
-    )
+    ]
+    for pair in (source_fields or {}).items():
+        argv += pair
+    return keys_, [str(a) for a in argv]  # str() of an int or float is what redis-py would send
+
+
+def add_end(pipe: Any, *args: Any, **kwargs: Any) -> None:
+    """Queue an attempt's end (one EVAL of END_LUA) on a pipeline; arguments as end_call's."""
+    keys_, argv = end_call(*args, **kwargs)
+    pipe.eval(END_LUA, len(keys_), *keys_, *argv)
 
 
 def _num(value: bytes | None, kind: type[float] | type[int]) -> Any:

@@ -31,6 +31,7 @@ from arq.constants import (
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from service import lifecycle
 from service.parking import park_unrunnable
 from service.worker_conn import connect
 from service.worker_state import WorkerState, claim_s
@@ -54,6 +55,18 @@ for i = 4, #ARGV do
 end
 return out
 """
+
+# arq's finish of a job that ended with nothing to keep (in-progress, retry and payload keys deleted; out of
+# the abort set and the queue) and its lifecycle end, as one script: one command instead of MULTI, five
+# commands and EXEC. KEYS[1..5] and ARGV are lifecycle.END_LUA's (ARGV[9] is the job id), KEYS[6..10] arq's.
+FINISH_DONE_LUA: Final = (
+    """
+redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+redis.call('ZREM', KEYS[9], ARGV[9])
+redis.call('ZREM', KEYS[10], ARGV[9])
+"""
+    + lifecycle.END_LUA
+)
 
 log = logging.getLogger("service.worker")
 
@@ -82,12 +95,13 @@ class GracefulWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish transaction plus the job's pending lifecycle writes (a success), in one round trip.
+        """arq's finish plus the job's lifecycle end (a success), atomically, in one round trip.
 
-        The body is arq 0.28's Worker.finish_job with the lifecycle writes added to its MULTI/EXEC.
+        A finished job with no result to keep (our worker's case) is one script (FINISH_DONE_LUA); any other
+        finish is arq 0.28's Worker.finish_job transaction with the lifecycle end added to its MULTI/EXEC.
         """
-        writes = self.state.finish_writes.pop(job_id, None)
-        if writes is None:
+        end = self.state.finish_ends.pop(job_id, None)
+        if end is None:
             await super().finish_job(
                 job_id,
                 finish,
@@ -98,9 +112,17 @@ class GracefulWorker(Worker):
                 keep_in_progress,
             )
             return
+        end_keys, end_argv = end
+        in_progress_key = in_progress_key_prefix + job_id
+        if finish and keep_in_progress is None and not result_data:
+            arq_keys = [in_progress_key, retry_key_prefix + job_id, job_key_prefix + job_id]
+            arq_keys += [abort_jobs_ss, self.queue_name]
+            numkeys = len(end_keys) + len(arq_keys)
+            finished = self.pool.eval(FINISH_DONE_LUA, numkeys, *end_keys, *arq_keys, *end_argv)
+            await finished  # type: ignore[misc]  # redis-py types async and sync alike
+            return
         async with self.pool.pipeline(transaction=True) as tr:
             delete_keys = []
-            in_progress_key = in_progress_key_prefix + job_id
             if keep_in_progress is None:
                 delete_keys.append(in_progress_key)
             else:
@@ -116,7 +138,7 @@ class GracefulWorker(Worker):
                 tr.zincrby(self.queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
-            writes(tr)
+            tr.eval(lifecycle.END_LUA, len(end_keys), *end_keys, *end_argv)
             await tr.execute()
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:

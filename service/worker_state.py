@@ -12,7 +12,6 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,8 +34,8 @@ class WorkerState:
     worker_id: str
     rng: random.Random
     hard_stop: bool = False  # the shutdown grace ended: jobs that have not started yet must not start
-    # job id -> lifecycle writes (pipe) -> None, to add to arq's finish transaction of that job
-    finish_writes: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    # job id -> the KEYS/ARGV of its lifecycle end (lifecycle.END_LUA), to run in arq's finish of that job
+    finish_ends: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
 
 
 def claim_s(settings: Settings) -> float:
