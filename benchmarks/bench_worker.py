@@ -250,8 +250,8 @@ def main() -> int:
             f"    what (b) depends on: the worker's CPU per no-op job {noop['worker_us_per_job']:,.0f} us "
             f"(at {noop['worker_cpu_share']:.0%} of a core; Redis {noop['redis_us_per_job']:,.0f} us per job, "
             f"{noop['redis_cpu_share']:.0%} of a core): a worker near 100 % of a core is CPU-bound, its jobs/s "
-            f"~ 1e6 / its us per job ({1e6 / noop['worker_us_per_job']:,.0f}); that CPU is 5 Redis round "
-            "trips per job in redis-py/asyncio (see README, --profile)"
+            f"~ 1e6 / its us per job ({1e6 / noop['worker_us_per_job']:,.0f}); that CPU is mostly redis-py/asyncio "
+            "work on 3 Redis round trips per job: arq's start, ours, one finish script (see README, --profile)"
         )
     p50 = float(np.percentile(pick_ms, 50)) if pick_ms else float("nan")
     p95 = float(np.percentile(pick_ms, 95)) if pick_ms else float("nan")
