@@ -6,8 +6,8 @@ midpoint: rates span orders of magnitude) until high <= precision * low, the wid
 step bounding a bracket saturated the server, the probes go just below and above the throughput it reached. One step
 informs every target (fast, ok, jobs), so the brackets narrow together (`narrow` may leave one, the job side,
 judged at every step but not searched for). A generator-limited step bounds the
-search from above without counting as the server's failure (after one repeat at the same rate when it sent
-most of its arrivals: a stall of the generator on a shared machine is often brief); such a bracket stops at a factor of 2 (its top is the
+search from above without counting as the server's failure (after one repeat at the same rate: a stall of
+the generator on a shared machine is often brief); such a bracket stops at a factor of 2 (its top is the
 generator's limit, which more steps would only measure more precisely).
 """
 
@@ -28,10 +28,6 @@ SAME_RATE: Final = 1.005  # rates closer than this are the same step
 # a failing step whose server completed less than this share of its arrivals was saturated: its capacity is
 # near the throughput it reached, so the search probes just below and just above that (1.045 / 0.955 < 1.10)
 SATURATED: Final = 0.9
-# a generator-limited step is looked at again once when the generator was only briefly behind (a stall of
-# another process on a shared machine costs a 6 s step ~10-20 % of its arrivals); one that sent fewer than
-# this share is out of its depth at that rate, and repeating it only spends the step budget
-BRIEF_STALL: Final = 0.75
 AROUND: Final = (0.955, 1.045)
 
 
@@ -95,11 +91,7 @@ class Search:
             for name, t in self._t.items():
                 if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
                     t.unknown.remove(got)
-        elif (
-            step.generator_limited
-            and self.retry_generator_limited
-            and (step.sent_on_time or 0) >= BRIEF_STALL
-        ):
+        elif step.generator_limited and self.retry_generator_limited:
             self._retry = step
         rate = placed(step)
         for name, t in self._t.items():
