@@ -6,7 +6,8 @@ import asyncio
 import io
 import logging
 import pickle
-from typing import Any, Final
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.client import Pipeline
@@ -17,6 +18,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.settings import Settings
+
+_T = TypeVar("_T")
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
@@ -36,8 +39,13 @@ def load_job(data: bytes) -> Any:
     return _DataOnlyUnpickler(io.BytesIO(data)).load()
 
 
-def _late(timeout_s: float, exc: BaseException) -> RedisTimeoutError:
-    return RedisTimeoutError(f"redis did not answer within {timeout_s:g} s ({type(exc).__name__})")
+async def _within(timeout_s: float, call: Awaitable[_T]) -> _T:
+    """Await one Redis round trip, bounded by timeout_s (redis' TimeoutError when it runs out)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await call
+    except TimeoutError as exc:
+        raise RedisTimeoutError(f"redis did not answer within {timeout_s:g} s") from exc
 
 
 class _BoundedPipeline(Pipeline):
@@ -46,18 +54,11 @@ class _BoundedPipeline(Pipeline):
     round_trip_timeout_s: float = 5.0
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
-            async with asyncio.timeout(self.round_trip_timeout_s):
-                return await super().execute(raise_on_error)
-        except TimeoutError as exc:
-            raise _late(self.round_trip_timeout_s, exc) from exc
+        return await _within(self.round_trip_timeout_s, super().execute(raise_on_error))
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.round_trip_timeout_s):
-                return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except TimeoutError as exc:
-            raise _late(self.round_trip_timeout_s, exc) from exc
+        sent = super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await _within(self.round_trip_timeout_s, sent)
 
 
 class BoundedArqRedis(ArqRedis):
@@ -72,11 +73,8 @@ class BoundedArqRedis(ArqRedis):
     round_trip_timeout_s: float = 5.0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.round_trip_timeout_s):
-                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except TimeoutError as exc:
-            raise _late(self.round_trip_timeout_s, exc) from exc
+        sent = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await _within(self.round_trip_timeout_s, sent)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _BoundedPipeline:
         pipe = _BoundedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
