@@ -13,7 +13,6 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -103,16 +102,11 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | No
     return (rng or random).uniform(0, ceiling)
 
 
-def add_mark(pipe: Any, source_id: str, ttl_s: int, **fields: str | int | float) -> None:
-    """Queue an HSET of fields on the source record and a refresh of its TTL on a pipeline."""
-    pipe.hset(keys.source(source_id), mapping=fields)
-    pipe.expire(keys.source(source_id), ttl_s)
-
-
 async def mark_source(redis: Redis, source_id: str, ttl_s: int, **fields: str | int | float) -> None:
-    """HSET fields on the source record and refresh its TTL (one transaction)."""
+    """HSET fields on the source record and refresh its TTL."""
     async with redis.pipeline(transaction=True) as pipe:
-        add_mark(pipe, source_id, ttl_s, **fields)
+        pipe.hset(keys.source(source_id), mapping=fields)
+        pipe.expire(keys.source(source_id), ttl_s)
         await pipe.execute()
 
 

@@ -79,6 +79,16 @@ return 1
 """
 
 
+def flat(fields: dict[str, str | int | float]) -> list[str | int | float]:
+    """A field -> value mapping as the flat field, value, ... list a script's ARGV takes."""
+    return [item for pair in fields.items() for item in pair]
+
+
+def start_entry(job_try: int, start_ts: float) -> dict[str, Any]:
+    """An attempt's entry as its start records it (its end fills end_ts, outcome and error)."""
+    return {"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None}
+
+
 def add_start(
     pipe: Any, job_id: str, source_id: str, job_try: int, start_ts: float, ttl_s: int, claim_s: float
 ) -> None:
@@ -86,7 +96,7 @@ def add_start(
 
     claim_s: how long the claim counts as running (arq's in-progress key TTL), see RUNNING.
     """
-    entry = _dumps({"try": job_try, "start_ts": start_ts, "end_ts": None, "outcome": None, "error": None})
+    entry = _dumps(start_entry(job_try, start_ts))
     pipe.eval(
         START_LUA,
         4,
@@ -133,9 +143,8 @@ def end_call(
         source_state or "",
         counter or "",
         job_id,
+        *flat(source_fields or {}),
     ]
-    for pair in (source_fields or {}).items():
-        argv += pair
     return keys_, [str(a) for a in argv]  # str() of an int or float is what redis-py would send
 
 

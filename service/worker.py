@@ -1,6 +1,7 @@
 """The worker's entry point: `python -m service.worker` runs one worker process with settings from the
-environment. The job (retries, DLQ, lifecycle records) is service/job.py; the process around it (graceful
-SIGTERM, batch claims) is service/worker_runtime.py, its state and heartbeat service/worker_state.py.
+environment. The job (retries, DLQ) is service/job.py, its records service/attempt.py; the process around
+it (graceful SIGTERM, batch claims) is service/worker_runtime.py, its state and heartbeat
+service/worker_state.py.
 """
 
 from __future__ import annotations
