@@ -20,17 +20,16 @@ Exit 1 when a check fails. Run it under the shared lock: `flock /tmp/ob-heavy.lo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _soak_match import api_during_faults, explain_duplicates, fault_label, read_run
 from _stack import REPO, SHARED_CORES_NOTE, clean_env
 from rich.console import Console
 from rich.table import Table
@@ -111,136 +110,6 @@ def verdict(summary: dict[str, Any], dup: dict[str, Any], sent: int) -> tuple[di
     return figures, failed
 
 
-# an attempt is cut by a fault when it ran at the fault's start or began while it lasted (up to SLACK_S after
-# its end: the first polls after Redis answers again); it cannot have begun more than a job's lifetime
-# (job timeout + orphan margin) before it
-SLACK_S = 1.0
-JOB_LIFETIME_S = float(SERVICE_ENV["OFFLOAD_JOB_TIMEOUT_S"]) + float(SERVICE_ENV["OFFLOAD_ORPHAN_MARGIN_S"])
-
-
-def _cut_by(attempt: dict[str, Any], faults: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first fault whose window the attempt overlapped, or None."""
-    start, end = attempt.get("start_ts"), attempt.get("end_ts")
-    if not isinstance(start, int | float):
-        return None
-    for fault in faults:
-        f_start = float(fault["ts"])
-        f_end = float(fault.get("end_ts") or f_start)
-        if f_start - JOB_LIFETIME_S <= start <= f_end + SLACK_S and (end is None or end >= f_start - SLACK_S):
-            return fault
-    return None
-
-
-def _label(fault: dict[str, Any], t0: float) -> str:
-    return f"{fault['name']}@{float(fault['ts']) - t0:.1f}s"
-
-
-def explain_duplicates(jobs: list[dict[str, Any]], faults: list[dict[str, Any]], t0: float) -> dict[str, Any]:
-    """Match every cut attempt, and through them every duplicate execution, to the fault that cut it.
-
-    A cut attempt has no end (its worker died or its outcome write failed) or ended cancelled; it must overlap
-    a fault's window and be followed by another attempt of the same job. A job's duplicates are the executions
-    no retry or redrive explains (analysis.jobs' definition); each needs one of the job's cut attempts (not
-    its last) matched to a fault.
-    """
-    timed = sorted((f for f in faults if f.get("ts")), key=lambda f: float(f["ts"]))
-    per_fault: dict[str, dict[str, Any]] = {
-        _label(f, t0): {"cut": 0, "run_again": 0, "duplicates": 0, "run_again_within_s": None} for f in timed
-    }
-    explained: list[dict[str, Any]] = []
-    unexplained: list[dict[str, Any]] = []
-    stray_cuts: list[dict[str, Any]] = []
-    for job in jobs:
-        attempts = job.get("attempts") or []
-        cut: list[tuple[dict[str, Any], str]] = []
-        for i, attempt in enumerate(attempts):
-            if attempt.get("end_ts") is not None and attempt.get("outcome") != "cancelled":
-                continue
-            fault = _cut_by(attempt, timed)
-            if fault is None:
-                stray_cuts.append({"job_id": job["job_id"], "attempt": attempt})
-                continue
-            label = _label(fault, t0)
-            entry = per_fault[label]
-            entry["cut"] += 1
-            if i < len(attempts) - 1:  # the next attempt is the re-run: seconds from the fault's start
-                entry["run_again"] += 1
-                delay = round(float(attempts[i + 1]["start_ts"]) - float(fault["ts"]), 1)
-                entry["run_again_within_s"] = max(delay, entry["run_again_within_s"] or delay)
-                cut.append((attempt, label))
-        retries = sum(a.get("outcome") == "retry" for a in attempts)
-        extra = max(0, int(job.get("executions") or 0) - 1 - retries - int(job.get("redrives") or 0))
-        for attempt, label in cut[:extra]:
-            per_fault[label]["duplicates"] += 1
-            explained.append({"job_id": job["job_id"], "try": attempt.get("try"), "fault": label,
-                              "outcome": attempt.get("outcome")})  # fmt: skip
-        if len(cut) < extra:
-            unexplained.append({"job_id": job["job_id"], "executions": job.get("executions"),
-                                "attempts": attempts, "missing": extra - len(cut)})  # fmt: skip
-    cut_total = sum(f["cut"] for f in per_fault.values())
-    return {
-        "duplicates": len(explained) + sum(u["missing"] for u in unexplained),
-        "explained": len(explained),
-        "cut": cut_total,
-        "cut_run_again": sum(f["run_again"] for f in per_fault.values()),
-        "per_fault": per_fault,
-        "examples": explained[:5],
-        "unexplained": unexplained,
-        "stray_cuts": stray_cuts,
-    }
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-def api_during_faults(
-    samples: list[dict[str, str]], faults: list[dict[str, Any]], t0: float
-) -> list[dict[str, Any]]:
-    """API latency and errors per fault window (intended start within [start - 1 s, end + 1 s]) and outside them."""
-    windows = [
-        (
-            f"{f['name']}@{float(f['ts']) - t0:.1f}s",
-            float(f["ts"]) - SLACK_S,
-            float(f.get("end_ts") or f["ts"]) + SLACK_S,
-        )
-        for f in faults
-        if f.get("ts")
-    ]
-    rows: dict[str, list[dict[str, str]]] = {name: [] for name, _, _ in windows}
-    outside: list[dict[str, str]] = []
-    for row in samples:
-        ts = float(row["intended_ts"])
-        hit = [name for name, lo, hi in windows if lo <= ts <= hi]
-        for name in hit:
-            rows[name].append(row)
-        if not hit:
-            outside.append(row)
-    out = []
-    for name, group in [*rows.items(), ("outside faults", outside)]:
-        lat = [float(r["latency_ms"]) for r in group]
-        out.append({
-            "window": name, "requests": len(group), "errors": sum(r["ok"] != "1" for r in group),
-            "statuses": dict(Counter(r["status"] for r in group if r["ok"] != "1")),
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": max(lat, default=None),
-        })  # fmt: skip
-    return out
-
-
-def read_run(run_dir: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """The offload samples (CSV rows) and job records (jobs/offload.jsonl) of a run folder."""
-    samples: list[dict[str, str]] = []
-    for path in sorted((run_dir / "samples").glob("offload-*.csv")):
-        with path.open(newline="") as fh:
-            samples.extend(csv.DictReader(fh))
-    jobs_file = run_dir / "jobs" / "offload.jsonl"
-    lines = jobs_file.read_text().splitlines() if jobs_file.exists() else []
-    return samples, [json.loads(line) for line in lines if line.strip()]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the offload phase")
@@ -279,7 +148,8 @@ def main() -> int:
     samples, job_records = read_run(runs[-1])
     faults_fired = [f for f in summary.get("reliability", {}).get("faults", []) if f.get("ts")]
     t0 = min((float(r["intended_ts"]) for r in samples), default=time.time())  # the offload phase's start
-    dup = explain_duplicates(job_records, faults_fired, t0)
+    lifetime_s = float(SERVICE_ENV["OFFLOAD_JOB_TIMEOUT_S"]) + float(SERVICE_ENV["OFFLOAD_ORPHAN_MARGIN_S"])
+    dup = explain_duplicates(job_records, faults_fired, t0, lifetime_s)
     figures, failed = verdict(summary, dup, len(samples))
     table = Table(title=f"soak {duration_s:g} s, seed {args.seed} ({time.monotonic() - started:.0f} s wall)")
     table.add_column("figure")
@@ -292,7 +162,7 @@ def main() -> int:
         console.print(
             f"  {fault['name']:<15} at {float(fault['ts']) - t0:6.1f} s, lasted "
             f"{float(fault.get('end_ts') or fault['ts']) - float(fault['ts']):5.1f} s; "
-            f"{json.dumps(dup['per_fault'][_label(fault, t0)])}; {json.dumps(fault.get('detail'))}"
+            f"{json.dumps(dup['per_fault'][fault_label(fault, t0)])}; {json.dumps(fault.get('detail'))}"
         )
     console.print(f"duplicates, e.g.: {json.dumps(dup['examples'][:3])}")
     api = Table(title="API while each fault lasted (intended start within the fault +- 1 s) and outside")
