@@ -133,7 +133,7 @@ class Search:
                 math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
             )
             rate = wanted / self._got_per_asked()
-        if self._asked_before(rate):
+        if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):  # asked before
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
 
@@ -155,15 +155,11 @@ class Search:
             return None
         for share in AROUND:
             rate = share * bounding.achieved_rate
-            if low * SAME_RATE < rate < top / SAME_RATE and not self._asked_before(
-                rate / self._got_per_asked()
-            ):
+            asked = rate / self._got_per_asked()
+            tried = any(abs(math.log(asked / s.rate)) < math.log(SAME_RATE) for s in self.steps)
+            if low * SAME_RATE < rate < top / SAME_RATE and not tried:
                 return rate
         return None
-
-    def _asked_before(self, rate: float) -> bool:
-        """A step was already asked for this rate (within SAME_RATE)."""
-        return any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps)
 
     def _got_per_asked(self) -> float:
         """How the arrivals the server got compare with the rate asked for, over the steps so far."""
