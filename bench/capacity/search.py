@@ -2,8 +2,7 @@
 
 Exponential phase: from min_rate, multiply the rate by `factor` while any target still holds at every rate
 tried. Bisection phase: between each target's highest sustainable and lowest unsustainable rate (geometric
-midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first; when the
-step bounding a bracket saturated the server, the probes go just below and above the throughput it reached. One step
+midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. One step
 informs every target (fast, ok, jobs), so the brackets narrow together (`narrow` may leave one, the job side,
 judged at every step but not searched for). A generator-limited step bounds the
 search from above without counting as the server's failure (after one repeat at the same rate: a stall of
@@ -25,10 +24,6 @@ PRECISION: Final = 1.10  # the issue's "within 10 %" (mutilate uses 1.02 with mu
 GENERATOR_PRECISION: Final = 2.0
 FACTOR: Final = 2.0
 SAME_RATE: Final = 1.005  # rates closer than this are the same step
-# a failing step whose server completed less than this share of its arrivals was saturated: its capacity is
-# near the throughput it reached, so the search probes just below and just above that (1.045 / 0.955 < 1.10)
-SATURATED: Final = 0.9
-AROUND: Final = (0.955, 1.045)
 
 
 @dataclass
@@ -129,37 +124,11 @@ class Search:
             t = max(open_targets, key=lambda t: (t.ceiling or 0) / (t.low or self.min_rate))
             low, top = t.low, t.ceiling
             assert top is not None
-            wanted = self._around_saturation(t) or (
-                math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
-            )
+            wanted = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
             rate = wanted / self._got_per_asked()
         if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):  # asked before
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
-
-    def _around_saturation(self, t: _Target) -> float | None:
-        """A rate just below or just above the throughput a saturated server reached at the step bounding t.
-
-        Bisecting a factor-4 bracket to 10 % takes ~5 steps; when the failing step saturated the server (it
-        completed clearly fewer responses than it got arrivals), the capacity is near that throughput, and
-        two probes around it usually close the bracket. None when that does not apply (a latency limit
-        below saturation, both probes already tried): the caller bisects.
-        """
-        low, top = t.low, t.ceiling
-        if low is None or top is None or top not in t.fails:
-            return None
-        bounding = next((s for s in self.steps if placed(s) == top and not s.generator_limited), None)
-        if bounding is None or not bounding.achieved_rate or not bounding.arrival_rate:
-            return None
-        if bounding.achieved_rate >= SATURATED * bounding.arrival_rate:
-            return None
-        for share in AROUND:
-            rate = share * bounding.achieved_rate
-            asked = rate / self._got_per_asked()
-            tried = any(abs(math.log(asked / s.rate)) < math.log(SAME_RATE) for s in self.steps)
-            if low * SAME_RATE < rate < top / SAME_RATE and not tried:
-                return rate
-        return None
 
     def _got_per_asked(self) -> float:
         """How the arrivals the server got compare with the rate asked for, over the steps so far."""

@@ -141,14 +141,3 @@ def test_the_job_side_can_be_judged_at_every_step_without_being_searched():
     b = judged.brackets()
     assert b["jobs"].low is not None and b["jobs"].low <= 30 < (b["jobs"].high or 0)
     assert b["fast"].low <= 1900 < b["fast"].high <= 1.10 * b["fast"].low and b["fast"].complete
-
-
-@pytest.mark.parametrize("ok_cap", [130.0, 700.0, 2900.0])
-def test_a_saturated_step_closes_the_bracket_with_two_probes_around_its_throughput(ok_cap):
-    # factor 4 from 1 req/s: the first failing step saturates the server (it completes ok_cap/s); bisecting
-    # that factor-4 bracket to 10 % would take ~5 more steps, probing 0.955x and 1.045x its throughput two
-    search = run_search(Search(1.0, 10_000.0, targets=("ok",), factor=4.0), model_server(ok_cap, ok_cap))
-    b = search.brackets()["ok"]
-    assert b.low <= ok_cap < b.high <= 1.10 * b.low and b.complete and b.limited_by == "server"
-    climb = math.ceil(math.log(ok_cap, 4)) + 1  # 1, 4, 16, ... up to the first rate above ok_cap
-    assert len(search.steps) == climb + 2, [round(s.rate) for s in search.steps]
