@@ -7,9 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
+
+import psutil
+
+GROUP_EXIT_S: Final = 5.0  # how long stop waits for the SIGKILLed rest of a child's session to exit
 
 
 class ManagedProcess:
@@ -80,9 +85,12 @@ class ManagedProcess:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
-        # grandchildren (e.g. Locust --processes) live in the same session: leave none behind
+        # grandchildren (e.g. Locust --processes) live in the same session: leave none behind, and return
+        # only once they are gone (a SIGKILLed process takes a while to exit on a loaded machine)
+        left = group_members(self.popen.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        wait_gone(left, GROUP_EXIT_S)
         if self._log:
             self._log.close()
             self._log = None
@@ -95,6 +103,31 @@ class ManagedProcess:
         except OSError:
             return ""
         return " | ".join(line.strip() for line in text[-lines:])
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The processes of process group pgid (not zombies: they have exited already)."""
+    out = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+    return out
+
+
+def wait_gone(procs: list[psutil.Process], timeout_s: float) -> bool:
+    """Wait until every one of procs has exited (a zombie has: only its parent's wait is missing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    live.append(proc)
+        if not live or time.monotonic() >= deadline:
+            return not live
+        procs = live
+        time.sleep(0.02)
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -13,9 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import psutil
-
-from bench.launch.procs import ManagedProcess
+from bench.launch.procs import ManagedProcess, group_members, wait_gone
 
 _SHELL_SYNTAX = re.compile(r"[;&|<>()$`\\\n]|^\s*(cd|export|source|\.)\s")
 
@@ -25,13 +23,6 @@ def shell_argv(command: str) -> list[str]:
     if _SHELL_SYNTAX.search(command):
         return ["/bin/sh", "-c", command]
     return ["/bin/sh", "-c", "exec " + command]
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
 
 
 class ShellProcess(ManagedProcess):
@@ -47,11 +38,11 @@ class ShellProcess(ManagedProcess):
         """Signal the group, wait for the shell and every process of its group, then SIGKILL what is left."""
         if self.popen is not None and self.alive():
             pid = self.popen.pid
-            group = [p for p in psutil.process_iter() if p.pid != pid and _pgid(p.pid) == pid]
+            group = [p for p in group_members(pid) if p.pid != pid]
             self.send(sig)
             started = time.monotonic()
             self.wait(timeout_s)
-            psutil.wait_procs(group, timeout=max(0.0, timeout_s - (time.monotonic() - started)))
+            wait_gone(group, max(0.0, timeout_s - (time.monotonic() - started)))
         return super().stop(0.0, sig=signal.SIGKILL)
 
 
