@@ -5,6 +5,9 @@ sleeps, not on the CPU. Every fixture here is per worker (its own Redis, its own
 Tests that drive a load at a high rate or judge the load generator's timing (LOAD_TESTS) never run two at
 once: each holds one file lock shared by the run's workers, and they are collected first, so xdist hands
 them all to the first worker, one after the other, while the other workers take the rest.
+Tests that judge a rate the server holds to within 15 % (ALONE_TESTS) need the machine to themselves: the
+other workers' fault runs made a capacity step's generator late (1 suite run in 2). Every test holds the
+machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them).
 (xdist's own `--dist loadgroup` cannot do it here: on pytest 9.2 its group marks are silently ignored,
 pytest-xdist issue 1386.)
 """
@@ -15,6 +18,7 @@ import fcntl
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,45 +41,68 @@ LOAD_TESTS = (
     "tests/loadtests/test_smoke.py::test_api_locustfile_smoke",
 )
 LOAD_MARK = "one_load_at_a_time"
+# load tests whose verdict depends on the generator keeping its schedule at ~150 req/s: the whole machine
+ALONE_TESTS = (
+    "tests/bench/capacity/test_known_capacity.py::test_ok_capacity_is_within_15_percent_of_a_known_capacity",
+    "tests/bench/capacity/test_known_capacity.py::test_a_generator_limited_step_is_never_the_servers_capacity",
+)
+ALONE_MARK = "machine_alone"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the load mark; give SIGINT back to the CLIs the Ctrl-C tests start."""
     config.addinivalue_line("markers", f"{LOAD_MARK}: never runs beside another such test (xdist)")
+    config.addinivalue_line("markers", f"{ALONE_MARK}: never runs beside any other test (xdist)")
     # a shell starts a background job (`pytest &`) with SIGINT ignored, and an ignored signal stays ignored
     # across fork and exec: every CLI under test would ignore its Ctrl-C. A handled one is reset at exec.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _is_load_test(item: pytest.Item) -> bool:
+def _listed(item: pytest.Item, tests: tuple[str, ...]) -> bool:
     path = item.nodeid.split("[", 1)[0]
-    return any(path == t or path.startswith(t + "::") for t in LOAD_TESTS)
+    return any(path == t or path.startswith(t + "::") for t in tests)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the load tests and collect them first (a stable sort: every worker collects the same order)."""
     for item in items:
-        if _is_load_test(item):
+        if _listed(item, LOAD_TESTS):
             item.add_marker(LOAD_MARK)
+        if _listed(item, ALONE_TESTS):
+            item.add_marker(ALONE_MARK)
     items.sort(key=lambda item: item.get_closest_marker(LOAD_MARK) is None)
+
+
+@contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    with path.open("a") as fh:
+        fcntl.flock(fh, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
 def _one_load_at_a_time(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Under xdist, a load test holds a lock shared by the run's workers for its whole run."""
-    if request.node.get_closest_marker(LOAD_MARK) is None or "PYTEST_XDIST_WORKER" not in os.environ:
+    """Under xdist, a load test holds a lock shared by the run's workers for its whole run; every test holds
+    the machine lock, shared, or exclusively for ALONE_TESTS (taken in this order by all: no deadlock)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
     # each worker's basetemp is <the run's basetemp>/<worker id>: the parent is the same for all of them
-    with (tmp_path_factory.getbasetemp().parent / "one-load-at-a-time.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    locks = tmp_path_factory.getbasetemp().parent
+    with ExitStack() as held:
+        if request.node.get_closest_marker(LOAD_MARK) is not None:
+            held.enter_context(_flock(locks / "one-load-at-a-time.lock", fcntl.LOCK_EX))
+        alone = request.node.get_closest_marker(ALONE_MARK) is not None
+        # a waiting exclusive holder keeps the turnstile: shared holders queue behind it, not before it
+        with _flock(locks / "machine-turnstile.lock", fcntl.LOCK_EX):
+            held.enter_context(_flock(locks / "machine.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ def test_ok_capacity_is_within_15_percent_of_a_known_capacity(known: str, tmp_pa
     ok, fast = sync["max_rate"]["ok"], sync["max_rate"]["fast"]
     assert ok is not None and 0.85 * true_capacity <= ok <= 1.15 * true_capacity, sync["steps"]
     assert fast is None or fast <= min(ok, true_capacity)
-    assert sync["brackets"]["ok"]["limited_by"] == "server"
+    assert sync["brackets"]["ok"]["limited_by"] == "server", [(s["rate"], s["reason"]) for s in sync["steps"]]
     # each step is an ordinary run folder: summary, report, raw samples
     for step in sync["steps"]:
         run_dir = Path(step["run_dir"])
