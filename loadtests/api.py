@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from locust import FastHttpUser, constant, task
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from loadtests._arrivals import arrival_times, stream_seed
@@ -21,6 +22,8 @@ from loadtests._open import run_stream
 from loadtests._shape import StagesShape
 from loadtests._target import ModeClient, Padding, load, values_for
 from targets.request import Request
+
+_RUN_ENDING = frozenset({STATE_CLEANUP, STATE_STOPPING, STATE_STOPPED})
 
 __all__ = ["ApiUser", "SourcesUser", "StagesShape"]
 
@@ -74,6 +77,12 @@ class ApiUser(FastHttpUser):
         ) as resp:
             self._mode.check(resp)
 
+    def _stopping(self) -> bool:
+        """This user was asked to stop, or the whole run was: Locust's stop() takes tens of ms (it inspects its
+        caller's stack) before it asks the users, and an arrival due meanwhile falls after the end, not late."""
+        runner = self.environment.runner
+        return self._state == LOCUST_STATE_STOPPING or (runner is not None and runner.state in _RUN_ENDING)
+
     @task
     def act(self) -> None:
         """Closed model: one request per iteration. Open model: run this user's arrival stream until stopped."""
@@ -89,7 +98,7 @@ class ApiUser(FastHttpUser):
             self.send,
             self._capture.stream_cap(),
             stats,
-            stopping=lambda: self._state == LOCUST_STATE_STOPPING,
+            stopping=self._stopping,
             stop_timeout_s=float(self.environment.stop_timeout or 0),
             prepare=self.prepare,
         )

@@ -129,6 +129,39 @@ def test_late_arrivals_are_counted_when_the_generator_cannot_keep_up(testapp: Se
     assert len(read_samples(run_dir, "noop")) == run_json(run_dir)["modes"]["noop"]["locust_requests"]
 
 
+STOP_BLOCK = """import time
+from locust import events
+
+@events.test_stopping.add_listener
+def _block(**_):
+    end = time.perf_counter() + 1.0  # the loop blocked 1 s (time.sleep would yield: gevent patches it),
+    while time.perf_counter() < end:  # as Locust's own stop() blocks it (it inspects its caller's stack)
+        pass
+"""
+
+
+def test_arrivals_due_while_the_run_stops_are_not_sent_late(testapp: Server, tmp_path: Path) -> None:
+    """Locust's stop() runs for a while before it asks the users to stop; arrivals that fall due meanwhile
+    are after the end of the run, not late sends (a 3 s capacity step lost a third of its 1 % margin to
+    one such arrival). Here a test_stopping listener blocks the loop 1 s."""
+    hook = tmp_path / "stop_block.py"
+    hook.write_text(STOP_BLOCK)
+    run_dir = tmp_path / "run"
+    # 50 streams of 2 arrivals/s: each has one arrival due in the blocked second
+    args = ("-t", "2s", "-u", "50", "-r", "100", "--arrival-rate", "100", "--arrival", "constant")
+    args += ("--run-dir", str(run_dir))
+    cmd = locust_cmd(testapp.url, *args)
+    cmd[cmd.index("-f") + 1] += f",{hook}"
+    out = subprocess.run(
+        cmd, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:]
+    (gen,) = loadgen(run_dir, "noop")
+    assert gen["scheduled"] == gen["sent"] + gen["dropped"]
+    assert gen["late"] <= 5, gen  # were they sent: one per stream, 50 late
+
+
 def test_open_model_sends_on_time(testapp: Server, tmp_path: Path) -> None:
     """50 req/s against a fast server: each request starts within a fraction of a millisecond of its schedule.
 
