@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.stats import percentile_values
+
 # an attempt is cut by a fault when it ran at the fault's start or began while it lasted (up to SLACK_S after
 # its end: the first polls after Redis answers again); it cannot have begun more than a job's lifetime
 # (job timeout + orphan margin) before it
@@ -96,8 +98,8 @@ def explain_duplicates(
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    # exact, as the report's percentiles are (numpy's inverted_cdf: a latency that was measured)
-    return float(np.percentile(values, q, method="inverted_cdf")) if values else None
+    # exact, the report's own percentile (a latency that was measured)
+    return float(percentile_values(np.asarray(values), [q])[0]) if values else None
 
 
 def api_during_faults(

@@ -97,13 +97,9 @@ async def begin(ctx: dict[str, Any], source_id: str, start_ts: float) -> Attempt
             *lifecycle.flat(running_fields(job_try)),
         )
         replies = await pipe.execute()
-    flat = [_text(v) for v in replies[-1]]
+    flat = [keys.text(v) for v in replies[-1]]
     source = dict(zip(flat[::2], flat[1::2], strict=True))
     return Attempt(ctx, source_id, int(replies[0]) - 1, source, lifecycle.start_entry(job_try, start_ts))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def end(

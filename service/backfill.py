@@ -152,7 +152,7 @@ async def run_backfill(
         )
         if stored_user is None or stored_name is None:
             raise SourceMissingError(f"source {source_id} has no record (expired or never created)")
-        user_id, name = _text(stored_user), _text(stored_name)
+        user_id, name = keys.text(stored_user), keys.text(stored_name)
     if not marked:
         await mark_source(redis, source_id, ttl_s, **running_fields(attempt))
 
@@ -188,10 +188,6 @@ async def run_backfill(
     if not marked:
         await mark_source(redis, source_id, ttl_s, **done_fields(result))
     return result
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _now_s() -> str:

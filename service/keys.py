@@ -40,3 +40,8 @@ def job(job_id: str) -> str:
 def job_attempts(job_id: str) -> str:
     """List: one compact JSON object per attempt {try, start_ts, end_ts, outcome, error}."""
     return f"{PREFIX}:job:{job_id}:attempts"
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as str (a pool without decode_responses returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else value

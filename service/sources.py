@@ -100,8 +100,4 @@ async def read_source(redis: Redis, source_id: str) -> dict[str, Any] | None:
     raw = await redis.hgetall(keys.source(source_id))  # type: ignore[misc]  # redis-py typing
     if not raw:
         return None
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return {keys.text(k): keys.text(v) for k, v in raw.items()}
