@@ -25,7 +25,6 @@ shared lock: `flock /tmp/ob-heavy.lock .venv/bin/python benchmarks/bench_soak_rs
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -36,18 +35,16 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import psutil
 import redis
+from _rss_growth import GROWTH_GOAL_PCT, growth, plot, redis_window, write_csvs
 from _stack import REPO, SHARED_CORES_NOTE, Figure, Result, clean_env
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.launch.redis_server import EmbeddedRedis
 
-GROWTH_GOAL_PCT = 10.0
 # fast jobs (the soak measures memory, not the work): 3 pages of ~5 ms I/O and 1 ms CPU
 SERVICE_ENV = {
     "OFFLOAD_PAGES": "3",
@@ -125,70 +122,6 @@ class Sampler:
             pass
 
 
-def growth(
-    rows: list[tuple[float, str, int, float]], start: float, end: float, warmup_s: float
-) -> dict[str, Any]:
-    """Per process: baseline (first window after warm-up) and end (last window) median RSS, growth %."""
-    t0 = start + warmup_s
-    win = min(60.0, max((end - t0) / 5, 1e-9))
-    by_label: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for ts, label, _pid, mb in rows:
-        if t0 <= ts <= end:
-            by_label[label].append((ts, mb))
-    out: dict[str, Any] = {}
-    for label, points in sorted(by_label.items()):
-        ts = np.array([p[0] for p in points])
-        mb = np.array([p[1] for p in points])
-        first, last = mb[ts <= t0 + win], mb[ts >= end - win]
-        if first.size == 0 or last.size == 0 or ts.max() - ts.min() < (end - t0) / 2:
-            continue  # a process that did not live through the load phase (e.g. one started late)
-        base, final = float(np.median(first)), float(np.median(last))
-        slope = float(np.polyfit((ts - t0) / 60, mb, 1)[0]) if ts.size > 2 else 0.0
-        out[label] = {
-            "baseline_mb": round(base, 2),
-            "end_mb": round(final, 2),
-            "max_mb": round(float(mb.max()), 2),
-            "growth_pct": round((final / base - 1) * 100, 2),
-            "max_over_baseline_pct": round((float(mb.max()) / base - 1) * 100, 2),
-            "slope_mb_per_min": round(slope, 4),
-            "samples": int(ts.size),
-        }
-    return out
-
-
-def plot(rows: list[tuple[float, str, int, float]], start: float, end: float, warmup_s: float,
-         result: dict[str, Any], path: Path, title: str) -> None:  # fmt: skip
-    """RSS (MB) and RSS relative to the post-warm-up baseline (%) of every process over the run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
-    by_label: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for ts, label, _pid, mb in rows:
-        by_label[label].append(((ts - start) / 60, mb))
-    for label, points in sorted(by_label.items()):
-        x, y = np.array(points).T
-        top.plot(x, y, label=label, lw=1.2)
-        if label in result:
-            bottom.plot(x, (y / result[label]["baseline_mb"] - 1) * 100, label=label, lw=1.2)
-    for ax in (top, bottom):
-        ax.axvspan(0, warmup_s / 60, color="0.9", label="_warm-up")
-        ax.axvline((end - start) / 60, color="0.5", ls=":", lw=1)
-        ax.grid(alpha=0.3)
-    bottom.axhspan(-GROWTH_GOAL_PCT, GROWTH_GOAL_PCT, color="tab:green", alpha=0.08)
-    bottom.axhline(GROWTH_GOAL_PCT, color="tab:red", ls="--", lw=1, label=f"+{GROWTH_GOAL_PCT:g} % goal")
-    top.set_ylabel("RSS (MB)")
-    bottom.set_ylabel("RSS vs. baseline after warm-up (%)")
-    bottom.set_xlabel("minutes since the load started (grey: warm-up; dotted: end of the load)")
-    top.legend(fontsize=8, ncol=4, loc="upper left")
-    bottom.legend(fontsize=8, ncol=4, loc="upper left")
-    top.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
 def main() -> int:
     """Start the run, sample until it ends, judge and write the outputs."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -260,18 +193,7 @@ def main() -> int:
         return 2
     start, end = float(phase["start_ts"]), float(phase["end_ts"])
     result = growth(sampler.rows, start, end, warmup_s)
-    with (out / "rss.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["ts", "t_s", "process", "pid", "rss_mb"])
-        writer.writerows(
-            (f"{ts:.3f}", f"{ts - start:.1f}", label, pid, f"{mb:.2f}") for ts, label, pid, mb in sampler.rows
-        )
-    with (out / "redis.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["ts", "t_s", "used_memory_mb", "keys"])
-        writer.writerows(
-            (f"{ts:.3f}", f"{ts - start:.1f}", f"{mb:.2f}", keys) for ts, mb, keys in sampler.redis_rows
-        )
+    write_csvs(out, sampler.rows, sampler.redis_rows, start)
     title = (
         f"RSS of every process: {duration_s / 60:g} min offload run at {args.rate:g} req/s, "
         f"{args.processes} load processes, {args.workers} worker(s); {os.cpu_count()} shared cores"
@@ -283,7 +205,7 @@ def main() -> int:
         "load_start_ts": start, "load_end_ts": end, "cli_exit_code": cli.returncode,
         "requests": phase.get("locust_requests"), "failures": phase.get("locust_failures"),
         "processes_seen": sorted(set(sampler.labels.values())), "growth": result,
-        "redis_info": _redis_window(sampler.redis_rows, start + warmup_s, end), "out": str(out),
+        "redis_info": redis_window(sampler.redis_rows, start + warmup_s, end), "out": str(out),
     }  # fmt: skip
     (out / "growth.json").write_text(json.dumps(details, indent=2) + "\n")
     figures = [Figure(f"RSS growth after warm-up, {k}", v["growth_pct"], GROWTH_GOAL_PCT, "<=", " %")
@@ -298,15 +220,6 @@ def main() -> int:
     )
     console.print(f"outputs: {out}/rss.csv, redis.csv, growth.json, rss.png")
     return Result("soak_rss", figures, details).report(args.json)
-
-
-def _redis_window(rows: list[tuple[float, float, int]], t0: float, end: float) -> dict[str, Any]:
-    """Redis's own accounting at the start and end of the measured window: data vs. process memory."""
-    inside = [r for r in rows if t0 <= r[0] <= end]
-    if not inside:
-        return {}
-    return {"used_memory_mb": [round(inside[0][1], 2), round(inside[-1][1], 2)],
-            "keys": [inside[0][2], inside[-1][2]]}  # fmt: skip
 
 
 if __name__ == "__main__":
