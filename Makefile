@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint typecheck test run bench schema clean
+.PHONY: install lint typecheck test test-repeat run bench schema clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ typecheck:
 
 test:
 	$(BIN)/pytest
+
+# flake hunt: the suite N times, each in a new random order; prints every test that failed with its seeds
+N ?= 5
+test-repeat:
+	$(BIN)/python scripts/test_repeat.py $(N) -- $(PYTEST_ARGS)
 
 run:
 	$(BIN)/offload-bench run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -47,12 +48,20 @@ ALONE_TESTS = (
     "tests/bench/capacity/test_known_capacity.py::test_a_generator_limited_step_is_never_the_servers_capacity",
 )
 ALONE_MARK = "machine_alone"
+# tests that need a Debian tool beyond Python and pip: @pytest.mark.needs_tool("wrk") skips the test, naming the
+# tool and its apt line, when the tool is not on PATH (a machine with only Python and pip passes the suite).
+# .ci/run runs `-m needs_tool` once with the tools made unreachable and fails unless every one of them skips.
+TOOL_MARK = "needs_tool"
+APT_PACKAGE = {"wrk": "wrk", "chromium": "chromium"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the load mark; give SIGINT back to the CLIs the Ctrl-C tests start."""
     config.addinivalue_line("markers", f"{LOAD_MARK}: never runs beside another such test (xdist)")
     config.addinivalue_line("markers", f"{ALONE_MARK}: never runs beside any other test (xdist)")
+    config.addinivalue_line(
+        "markers", f"{TOOL_MARK}(name, ...): skipped, with the apt line, without the tool"
+    )
     # a shell starts a background job (`pytest &`) with SIGINT ignored, and an ignored signal stays ignored
     # across fork and exec: every CLI under test would ignore its Ctrl-C. A handled one is reset at exec.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
@@ -62,6 +71,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def _listed(item: pytest.Item, tests: tuple[str, ...]) -> bool:
     path = item.nodeid.split("[", 1)[0]
     return any(path == t or path.startswith(t + "::") for t in tests)
+
+
+def missing_tools(names: tuple[str, ...]) -> list[str]:
+    """The tools of names that are not on PATH as executables (a file bound over by /dev/null is not one)."""
+    return [name for name in names if shutil.which(name) is None]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a needs_tool test whose tool is absent, naming it and the apt line that brings it."""
+    for mark in item.iter_markers(TOOL_MARK):
+        missing = missing_tools(tuple(mark.args))
+        if missing:
+            packages = " ".join(APT_PACKAGE.get(name, name) for name in missing)
+            pytest.skip(f"{', '.join(missing)} not on PATH (apt-get install {packages})")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from runfolder import schema
+from tests.scripts import console_script
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "fixtures" / "golden_run"
-CLI = REPO / ".venv" / "bin" / "offload-bench"
+CLI = console_script("offload-bench")
 T0 = 1_700_000_000.0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -90,9 +89,7 @@ def test_nines_curve_follows_inverted_cdf():
         assert y[i] == pytest.approx(np.percentile(values, 100 * (1 - 10 ** -x[i]), method="inverted_cdf"))
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="chromium not on PATH (apt-get install chromium)"
-)
+@pytest.mark.needs_tool("chromium")
 def test_report_html_renders_in_headless_chromium(report_dir, tmp_path):
     png = screenshot_report.screenshot(report_dir / "report.html", tmp_path / "shot.png", 1280, 2000)
     assert screenshot_report.ink_fraction(png) > screenshot_report.MIN_INK_FRACTION

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,9 @@ import numpy as np
 from bench.judge.compare_plots import curves, plot_overlay
 from bench.judge.gate_inputs import load_summary
 from tests.fixtures.gate.synth import make_run, write_run
+from tests.scripts import console_script
 
-CLI = str(Path(sys.executable).parent / "offload-bench")
+CLI = console_script("offload-bench")
 
 
 def test_compare_writes_markdown_and_html_with_overlaid_curves(tmp_path: Path) -> None:

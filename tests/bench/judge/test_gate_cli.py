@@ -15,8 +15,9 @@ import pytest
 
 from bench.judge.gate_eval import fmt
 from tests.fixtures.gate.synth import make_run, write_run
+from tests.scripts import console_script
 
-CLI = str(Path(sys.executable).parent / "offload-bench")
+CLI = console_script("offload-bench")
 RELATIVE_ONLY = """
 [rules.offload_p95_rel]
 kind = "relative"
