@@ -42,6 +42,14 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+def _wait_frozen(url: str, within_s: float = 10.0) -> None:
+    """Wait (bounded) until Redis stops answering: the injector's thread has frozen it."""
+    deadline = time.monotonic() + within_s
+    while _answers(url):
+        assert time.monotonic() < deadline, f"Redis still answers {within_s} s after the freeze was fired"
+        time.sleep(0.05)
+
+
 def _fire(stack: Stack, spec: str) -> FaultInjector:
     injector = FaultInjector(stack, [parse_fault(spec, 600)])
     injector.tick("offload", 1e9)
@@ -49,9 +57,8 @@ def _fire(stack: Stack, spec: str) -> FaultInjector:
 
 
 def test_freeze_hangs_redis_then_resumes_it(stack: Stack) -> None:
-    injector = _fire(stack, "redis-freeze@0s:1.5s")
-    time.sleep(0.3)
-    assert not _answers(stack.redis_url)  # up (connections accepted) but answering nothing
+    injector = _fire(stack, "redis-freeze@0s:5s")
+    _wait_frozen(stack.redis_url)  # up (connections accepted) but answering nothing
     (record,) = injector.join(10)
     assert _answers(stack.redis_url)
     assert record["name"] == "redis-freeze" and record["end_ts"] > record["ts"]
@@ -59,8 +66,7 @@ def test_freeze_hangs_redis_then_resumes_it(stack: Stack) -> None:
 
 def test_the_end_of_the_run_ends_a_long_freeze_at_once(stack: Stack) -> None:
     injector = _fire(stack, "redis-freeze@0s:300s")
-    time.sleep(0.3)
-    assert not _answers(stack.redis_url)
+    _wait_frozen(stack.redis_url)
     started = time.monotonic()
     (record,) = injector.join(60)
     assert time.monotonic() - started < 10  # not the 300 s of the fault
@@ -74,7 +80,7 @@ def test_a_worker_sigterm_during_the_hang_exits_within_grace_plus_margin(stack: 
         assert time.monotonic() < deadline and stack.workers[0].alive(), stack.workers[0].log_tail(5)
         time.sleep(0.1)
     freeze = _fire(stack, "redis-freeze@0s:300s")
-    time.sleep(0.5)
+    _wait_frozen(stack.redis_url)
     sigterm = _fire(stack, "worker-sigterm@0s")
     (record,) = sigterm.join(GRACE_S + SHUTDOWN_MARGIN_S + 30)
     freeze.join(10)
