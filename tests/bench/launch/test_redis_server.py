@@ -71,9 +71,12 @@ def test_an_interrupt_during_start_leaves_no_server(tmp_path, monkeypatch):
     monkeypatch.setenv("OFFLOAD_REDIS_SERVER", str(slow))
     server = EmbeddedRedis(tmp_path / "data")
     started: list[psutil.Process] = []
+    # only what this start made: this process may already have children (the session's Redis of an earlier
+    # test on this xdist worker), which the test must neither count nor kill
+    before = {p.pid for p in psutil.Process().children()}
 
     def interrupt(_sig, _frame):
-        started.extend(psutil.Process().children())
+        started.extend(p for p in psutil.Process().children() if p.pid not in before)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, interrupt)
