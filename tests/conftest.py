@@ -141,7 +141,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     """URL of the session Redis, flushed before each test."""
     if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()  # a fault test may have stopped it
+        redis_server.stop()  # a fault test may have killed it: reap it and close its pipe before a new start
+        redis_server.start()
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
