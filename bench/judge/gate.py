@@ -22,6 +22,7 @@ from bench.judge.gate_inputs import (
 from bench.judge.gate_report import markdown, print_table, verdict, write_junit, write_markdown
 from bench.judge.gate_rules import RelativeRule, RulesError, RulesFile, load_rules
 from bench.judge.gate_stats import describe_method
+from bench.judge.gate_trackers import write_trackers
 
 DEFAULT_BASELINE = Path("reports/baseline")
 
@@ -115,6 +116,17 @@ def gate_command(
             help="write the Markdown report here (also appended to $GITHUB_STEP_SUMMARY when set)",
         ),
     ] = None,
+    benchmark_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark-json",
+            help="write github-action-benchmark customSmallerIsBetter JSON here (median of the runs per mode x figure)",
+        ),
+    ] = None,
+    bmf: Annotated[
+        Path | None,
+        typer.Option("--bmf", help="write Bencher Metric Format JSON here (median, min and max of the runs)"),
+    ] = None,
 ) -> None:
     """Judge candidate runs against the rules and the baseline: exit 0 pass, 1 regression, 2 usage error."""
     try:
@@ -148,6 +160,7 @@ def gate_command(
     if junit is not None:
         write_junit(results, method, junit)
         written.append(junit)
+    written += write_trackers(cands, benchmark_json, bmf)
     for path in written:
         console.print(f"wrote {path}", highlight=False, markup=False)
     console.print(f"gate: {outcome}", highlight=False, markup=False)
