@@ -49,9 +49,16 @@ def _wait_healthy(watcher: TreeWatcher, url: str, tmp_path: Path) -> None:
 
 
 def _enqueue(url: str, n: int) -> None:
+    """Enqueue n slow jobs and wait (bounded) until one runs: the stop then finds jobs in flight."""
+    ids = []
     for i in range(n):
         answer = httpx.post(f"{url}/offload/sources", json={"user_id": f"u{i}", "name": "n"}, timeout=5)
         assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["source_id"])
+    deadline = time.monotonic() + 30
+    while not any(httpx.get(f"{url}/sources/{i}", timeout=5).json()["state"] == "running" for i in ids):
+        assert time.monotonic() < deadline, "no job started within 30 s"
+        time.sleep(0.05)
 
 
 def _worker_logs(tmp_path: Path) -> str:
@@ -63,8 +70,7 @@ def test_ctrl_c_to_the_terminal_group_lets_workers_drain_before_redis_stops(tmp_
     watcher = TreeWatcher(proc)
     try:
         _wait_healthy(watcher, url, tmp_path)
-        _enqueue(url, 10)
-        time.sleep(0.3)  # picked up: in flight when the Ctrl-C comes
+        _enqueue(url, 10)  # in flight when the Ctrl-C comes
         watcher.poll()
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
@@ -84,7 +90,6 @@ def test_a_second_sigterm_during_cleanup_does_not_abort_the_stop(tmp_path):
     try:
         _wait_healthy(watcher, url, tmp_path)
         _enqueue(url, 10)
-        time.sleep(0.3)
         watcher.poll()
     finally:
         proc.send_signal(signal.SIGTERM)
