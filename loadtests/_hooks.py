@@ -49,6 +49,8 @@ class Capture:
         self.owner: RunOwner | None = None
         self._streams_started = 0
         self.tests = 0
+        # web UI: Stop = a finished run; the run folder is closed in this greenlet, off the request path
+        self._finishing: gevent.Greenlet | None = None
 
     @property
     def proc(self) -> str:
@@ -73,6 +75,7 @@ class Capture:
         parsed = environment.parsed_options
         if not self.is_worker:
             self.finish()  # a previous test of this process (web UI) gets its folder closed first
+            self._finishing = None
             # the arrival streams of the whole test: shipped to workers with the spawn message
             shaped = environment.shape_class is not None
             parsed.ob_streams = (
@@ -115,6 +118,11 @@ class Capture:
             self.runner.send_message(LOADGEN_MESSAGE, {"mode": self.opts.mode, "data": data})
         elif self.owner is not None:
             self.owner.write_loadgen(self.opts.mode, data)
+        if self.env.web_ui is not None and not self.is_worker and self.owner is not None:
+            # Stop in the web UI ends the run as the end of a headless one does (drain, export, report);
+            # headless runs keep doing it at `quitting`
+            total = environment.stats.total
+            self._finishing = gevent.spawn(self.owner.finish, total.num_requests, total.num_failures)
 
     def on_samples(self, environment: Any, msg: Any, **_: Any) -> None:
         """Master: a worker's sample batch."""
@@ -136,6 +144,10 @@ class Capture:
             return
         if stop_runner and not self.is_master:
             self.runner.stop()  # Ctrl-C on a local run reaches `quitting` before the runner stops
+        finishing = self._finishing
+        if finishing is not None:
+            finishing.join()  # Stop in the web UI is closing this run: wait for it, never close it twice
+            return
         total = self.env.stats.total
         owner.finish(total.num_requests, total.num_failures)
 
@@ -177,10 +189,21 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     if capture.is_master:
         runner.register_message(SAMPLES_MESSAGE, capture.on_samples)
         runner.register_message(LOADGEN_MESSAGE, capture.on_loadgen)
+    if environment.web_ui is not None and not capture.is_worker:
+        _install_tab(environment, capture)
     if capture.is_worker:
         # Ctrl-C/SIGTERM on a worker: stop (test_stop sends the last batch) before the WorkerRunner's own
         # quitting listener, registered earlier and so called later, tells the master it quit
         environment.events.quitting.add_listener(lambda **_: runner.stop())
+
+
+def _install_tab(environment: Any, capture: Capture) -> None:
+    try:
+        from loadtests._webui import install  # analysis (numpy, pandas) only where a web UI runs
+    except ImportError as exc:
+        _log.warning("web UI: no Offload tab (%s)", exc)
+        return
+    install(environment, capture)
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:

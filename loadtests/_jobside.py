@@ -82,6 +82,9 @@ class JobSide:
         self.run_dir = run_dir
         self._fh: IO[str] | None = None
         self._greenlet: gevent.Greenlet | None = None
+        # the first and the latest depth sample of the run (the web UI's live job counts)
+        self.first: dict[str, int] | None = None
+        self.last: dict[str, int] | None = None
         if self._depth() is None:
             return  # a status URL shows no queue: no queue file
         path = run_dir / QUEUE_DIR / f"{mode}.csv"
@@ -103,6 +106,9 @@ class JobSide:
         depth = self._depth()
         if not depth or self._fh is None:
             return None
+        self.last = depth
+        if self.first is None:
+            self.first = depth
         self._writer.writerow([round(time.time(), 3), *(depth[c] for c in QUEUE_COLUMNS[1:])])
         self._fh.flush()
         return depth

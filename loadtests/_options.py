@@ -72,6 +72,10 @@ def add_arguments(parser: Any) -> None:
         "--redis-url",
         default=os.environ.get("REDIS_URL", os.environ.get("OFFLOAD_REDIS_URL", "")),
         env_var="LOCUST_REDIS_URL",
+        # a secret (its password): Locust's is_secret only masks the form field and still writes the value
+        # into the page (window.templateArgs), so the web UI never gets it; it is set at launch only
+        is_secret=True,
+        include_in_web_ui=False,
         help="offload: Redis of the service, for queue depth and job records (default $REDIS_URL)",
     )
     group.add_argument(

@@ -28,6 +28,7 @@ class RunOwner:
         self.run_dir, self.created_run_dir = open_run_dir(given_dir)
         self.start_ts = time.time()
         self.end_ts: float | None = None
+        self.done = False  # finish() returned: the run folder is complete (and its report built, when ours)
         update_run_json(self.run_dir, start_patch(self.run_dir, opts, parsed, processes, self.start_ts, host))
         self.files: SampleFiles | None = SampleFiles(self.run_dir)
         self.jobside: JobSide | None = None
@@ -52,9 +53,16 @@ class RunOwner:
 
     def finish(self, locust_requests: int, locust_failures: int) -> None:
         """Close the run folder: drain the job backlog, export jobs, complete run.json, build the report."""
-        opts, run_dir, files = self.opts, self.run_dir, self.files
+        files = self.files
         if files is None:
             return
+        try:
+            self._finish(files, locust_requests, locust_failures)
+        finally:
+            self.done = True
+
+    def _finish(self, files: SampleFiles, locust_requests: int, locust_failures: int) -> None:
+        opts, run_dir = self.opts, self.run_dir
         end_ts = self.end_ts or time.time()
         patch_mode: dict[str, Any] = {}
         if self.jobside is not None:

@@ -140,3 +140,51 @@ def start_testapp(log_dir: Path, **env: str) -> Server:
             server.stop()
             raise RuntimeError(f"test app did not start: {(log_dir / f'testapp-{port}.log').read_text()}")
         time.sleep(0.05)
+
+
+@dataclass
+class WebUi:
+    """A Locust web UI subprocess (no --headless) on a free loopback port; its output goes to log."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        """Everything Locust wrote so far."""
+        return self.log.read_text(errors="replace")
+
+    def quit(self, timeout_s: float = 60) -> int:
+        """SIGTERM (Locust's quitting runs), wait; SIGKILL after timeout_s. The exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def start_webui(host: str, cwd: Path, *args: str, **env: str) -> WebUi:
+    """`locust -f loadtests/ --config loadtests/locust.conf --host HOST --web-port P ARGS` (the documented UI
+    command: the config binds 127.0.0.1); waits until its page answers."""
+    port = free_port()
+    log = cwd / f"locust-webui-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*LOCUST, "-f", str(LOADTESTS), "--config", str(LOADTESTS / "locust.conf"), "--host", host,
+             "--web-port", str(port), *args],
+            cwd=cwd, env=clean_env(**env), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    ui = WebUi(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(ui.url + "/", timeout=2).status_code == 200:
+                return ui
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            ui.quit()
+            raise RuntimeError(f"Locust web UI did not start: {ui.output()[-3000:]}")
+        time.sleep(0.1)

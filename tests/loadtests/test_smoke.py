@@ -7,15 +7,10 @@ test_every_locustfile_has_a_smoke_test.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.loadtests.helpers import LOADTESTS, REPO, clean_env, read_samples, run_json, run_locust
-from tests.service.conftest import FAST_WORK_ENV, ApiProcess, launch_api
+from tests.loadtests.helpers import LOADTESTS, read_samples, run_json, run_locust
+from tests.service.conftest import ApiProcess
 
 # locustfile name -> the test function that smoke-tests it
 SMOKE_TESTED = {"api.py": "test_api_locustfile_smoke"}
@@ -33,27 +28,6 @@ def test_every_locustfile_has_a_smoke_test() -> None:
     assert not missing, f"locustfiles without a smoke test (add them to SMOKE_TESTED): {missing}"
     for name, test in SMOKE_TESTED.items():
         assert callable(globals().get(test)), f"{name}: registered smoke test {test} does not exist"
-
-
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path) -> Iterator[ApiProcess]:
-    """The real API (`python -m service.api`) and one real worker (`python -m service.worker`)."""
-    api = launch_api(redis_url, tmp_path)
-    worker_log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "service.worker"],
-        cwd=REPO,
-        env={**clean_env(), **FAST_WORK_ENV, "OFFLOAD_REDIS_URL": redis_url},
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
-    worker_log.close()
-    try:
-        yield api
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        api.stop()
 
 
 def test_api_locustfile_smoke(stack: ApiProcess, redis_url: str, tmp_path: Path) -> None:

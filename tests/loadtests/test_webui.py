@@ -1,0 +1,105 @@
+"""`locust -f loadtests/` with its web UI: the Offload tab, Stop = a finished run, no secret in any page.
+
+Real Locust (a subprocess), the real service (API + worker) and the session's password-protected Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests.loadtests.helpers import WebUi, run_json, start_webui
+from tests.service.conftest import ApiProcess
+
+DRAIN_S = 10
+# Stop -> report.html: the drain bound, the job export (bounded alike) and the report build, with room to spare
+FINISH_BOUND_S = 2 * DRAIN_S + 20
+RATE = "20"
+LOAD_S = 3.0
+
+
+def offload_ui(stack: ApiProcess, redis_url: str, cwd: Path) -> WebUi:
+    """The web UI of an offload run in the open model, at a small rate."""
+    return start_webui(
+        stack.url, cwd, "--web-host", "127.0.0.1", "--mode", "offload", "--arrival-rate", RATE,
+        "--redis-url", redis_url, "--drain-timeout-s", str(DRAIN_S),
+    )  # fmt: skip
+
+
+def offload_rows(ui: WebUi) -> list[dict[str, Any]]:
+    """The Offload tab's rows in the current /stats/requests answer (newest run first)."""
+    stats = httpx.get(ui.url + "/stats/requests", timeout=10).json()
+    (tab,) = [s for s in stats["extended_stats"] if s["key"] == "offload"]
+    rows: list[dict[str, Any]] = tab["data"]
+    return rows
+
+
+def wait_done(ui: WebUi, run_id: str, bound_s: float) -> dict[str, Any]:
+    """The run's row once its state is done; fails after bound_s."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        row = next(r for r in offload_rows(ui) if r["run"] == run_id)
+        if row["state"].startswith("done"):
+            return row
+        assert time.monotonic() < deadline, (row, ui.output()[-3000:])
+        time.sleep(0.5)
+
+
+def test_start_stop_twice_gives_two_finished_runs_and_no_secret_in_any_page(
+    stack: ApiProcess, redis_url: str, tmp_path: Path
+) -> None:
+    password = urlsplit(redis_url).password
+    assert password, "the session Redis must have a password for this test to mean anything"
+    ui = offload_ui(stack, redis_url, tmp_path)
+    seen: list[str] = []  # every page and answer the UI served
+    try:
+        page = httpx.get(ui.url + "/", timeout=10).text
+        seen.append(page)
+        assert '"extended_tabs": [{"key": "offload", "title": "Offload"}]' in page, page[-2000:]
+        assert "redis_url" not in page  # a secret option is not on the form at all
+        runs: list[tuple[str, dict[str, Any]]] = []
+        built: dict[str, int] = {}  # report.html's mtime when the run was done
+        for _ in range(2):
+            started = httpx.post(ui.url + "/swarm", data={"user_count": "1", "spawn_rate": "1"}, timeout=10)
+            assert started.json()["success"], started.text
+            time.sleep(LOAD_S)
+            rows = offload_rows(ui)
+            seen.append(json.dumps(rows))
+            live = rows[0]
+            assert live["state"] == "running" and live["mode"] == "offload", rows
+            assert live["requests"] > 0 and live["p95"] != "" and live["accepted"] > 0, live
+            stop_ts = time.monotonic()
+            assert httpx.post(ui.url + "/stop", timeout=10).json()["success"]
+            row = wait_done(ui, live["run"], FINISH_BOUND_S)
+            took_s = time.monotonic() - stop_ts
+            runs.append((live["run"], row))
+            built[live["run"]] = (
+                (tmp_path / "reports" / "runs" / live["run"] / "report.html").stat().st_mtime_ns
+            )
+            report = httpx.get(ui.url + "/" + row["report"], timeout=10)
+            assert report.status_code == 200 and "<html" in report.text[:500].lower(), report.text[:500]
+            print(f"run {live['run']}: Stop -> report in {took_s:.1f} s")  # noqa: T201
+        seen.append(httpx.get(ui.url + "/stats/requests", timeout=10).text)
+        seen.append(httpx.get(ui.url + "/logs", timeout=10).text)
+        seen.append(httpx.get(ui.url + "/", timeout=10).text)
+    finally:
+        assert ui.quit() == 0, ui.output()[-3000:]
+    (first, first_row), (second, second_row) = runs
+    assert first != second
+    runs_dir = tmp_path / "reports" / "runs"
+    folders = sorted(runs_dir.iterdir())
+    assert [f.name for f in folders] == sorted([first, second]), "one run folder per Start, none at quit"
+    for folder, row in ((runs_dir / first, first_row), (runs_dir / second, second_row)):
+        assert run_json(folder)["status"] == "complete"
+        summary = json.loads((folder / "summary.json").read_text())["modes"]["offload"]
+        assert row["state"] == "done" and row["p95"] == round(summary["latency_ms"]["p95"], 1), (row, summary)
+        assert row["requests"] == summary["requests"] and row["accepted"] == summary["jobs"]["accepted"]
+        assert row["lost"] == 0 and row["completed"] == summary["jobs"]["completed"] > 0
+    assert built == {f.name: (f / "report.html").stat().st_mtime_ns for f in folders}, "quit rebuilt a report"
+    for text in [*seen, ui.output()]:
+        assert password not in text
