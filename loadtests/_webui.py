@@ -113,7 +113,9 @@ class RunView:
         numbers = self._summary() if state == "done" else None
         row = self._summary_row(numbers) if numbers is not None else self._live_row()
         base = {"run": self.run_id, "mode": self.owner.opts.mode, "state": state}
-        report = f"{TAB}/runs/{self.run_id}/report.html" if self.owner.created_run_dir else ""
+        # from Stop on: the page behind it waits for the report (a run folder given with --run-dir gets none)
+        ours = self.owner.created_run_dir and state != "running"
+        report = f"{TAB}/runs/{self.run_id}/report.html" if ours else ""
         return {**base, **row, "report": report}
 
     def _summary(self) -> dict[str, Any] | None:

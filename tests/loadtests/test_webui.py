@@ -6,13 +6,17 @@ Real Locust (a subprocess), the real service (API + worker) and the session's pa
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from analysis.render_rows import ms
 from tests.loadtests.helpers import WebUi, run_json, start_webui
 from tests.service.conftest import ApiProcess
 
@@ -103,3 +107,68 @@ def test_start_stop_twice_gives_two_finished_runs_and_no_secret_in_any_page(
     assert built == {f.name: (f / "report.html").stat().st_mtime_ns for f in folders}, "quit rebuilt a report"
     for text in [*seen, ui.output()]:
         assert password not in text
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]  # fmt: skip
+COLUMN = {"run": 0, "state": 2, "requests": 3, "p95": 5}  # the Offload table's columns (loadtests/_webui.py)
+
+
+def wait_for(what: str, check: Callable[[], Any], bound_s: float) -> Any:
+    """check()'s first truthy value, polled; fails naming what after bound_s."""
+    deadline = time.monotonic() + bound_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"no {what} within {bound_s} s"
+        time.sleep(0.25)
+    return value
+
+
+@pytest.mark.needs_tool("chromium")
+def test_offload_tab_in_a_browser_start_live_numbers_stop_report(
+    stack: ApiProcess, redis_url: str, tmp_path: Path
+) -> None:
+    """What a user does: start from the form, watch the Offload tab's numbers move, Stop, open the report."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright not importable: pip install -e '.[dev]'"
+    )
+    ui = offload_ui(stack, redis_url, tmp_path)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(ui.url + "/")
+            page.get_by_role("button", name="Start").click()  # the form's defaults: 1 stream, --arrival-rate
+            page.get_by_role("tab", name="Offload").click()
+            row = page.locator("tbody tr").first
+            cell = row.locator("td")
+
+            def requests() -> int:
+                text = cell.nth(COLUMN["requests"]).inner_text() if row.count() else ""
+                return int(text) if text.isdigit() else 0
+
+            first = wait_for("requests in the Offload tab", requests, 15)
+            wait_for("a moving request count", lambda: requests() > first, 10)
+            assert cell.nth(COLUMN["state"]).inner_text() == "running"
+            assert float(cell.nth(COLUMN["p95"]).inner_text()) > 0
+            page.get_by_role("button", name="Stop").click()
+            link = page.locator("a.ob-report")
+            link.wait_for(timeout=15_000)
+            run_id = cell.nth(COLUMN["run"]).inner_text()
+            href = link.get_attribute("href")
+            assert href == f"offload/runs/{run_id}/report.html"
+            report = browser.new_page()
+            report.goto(f"{ui.url}/{href}")  # reloads itself until the report is built
+            report.locator("table.headline").wait_for(timeout=FINISH_BOUND_S * 1000)
+            shown_p95 = report.locator("table.headline tbody tr").first.locator("td").nth(4).inner_text()
+            page.reload()
+            page.get_by_role("tab", name="Offload").click()
+            tab_p95 = float(cell.nth(COLUMN["p95"]).inner_text())
+            browser.close()
+    finally:
+        assert ui.quit() == 0, ui.output()[-3000:]
+    summary = json.loads((tmp_path / "reports" / "runs" / run_id / "summary.json").read_text())
+    p95 = summary["modes"]["offload"]["latency_ms"]["p95"]
+    assert shown_p95 == ms(p95) and tab_p95 == round(p95, 1), (shown_p95, tab_p95, p95)
