@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,16 @@ import httpx
 import pytest
 
 from analysis.render_rows import ms
-from tests.loadtests.helpers import WebUi, run_json, start_webui
+from tests.loadtests.helpers import (
+    LOADTESTS,
+    REPO,
+    Server,
+    WebUi,
+    clean_env,
+    run_json,
+    run_locust,
+    start_webui,
+)
 from tests.service.conftest import ApiProcess
 
 DRAIN_S = 10
@@ -172,3 +183,25 @@ def test_offload_tab_in_a_browser_start_live_numbers_stop_report(
     summary = json.loads((tmp_path / "reports" / "runs" / run_id / "summary.json").read_text())
     p95 = summary["modes"]["offload"]["latency_ms"]["p95"]
     assert shown_p95 == ms(p95) and tab_p95 == round(p95, 1), (shown_p95, tab_p95, p95)
+
+
+def test_the_documented_config_binds_the_web_ui_to_loopback_and_still_runs_headless(
+    testapp: Server, tmp_path: Path
+) -> None:
+    """loadtests/locust.conf says web-host = 127.0.0.1; a headless run with it is unchanged."""
+    script = (
+        "import sys; import loadtests._hooks; from locust.argument_parser import parse_options; "
+        "print(parse_options(sys.argv[1:]).web_host)"
+    )
+    config = ["-f", str(LOADTESTS), "--config", str(LOADTESTS / "locust.conf")]
+    parsed = subprocess.run(
+        [sys.executable, "-c", script, *config],
+        cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert parsed.returncode == 0 and parsed.stdout.split()[-1] == "127.0.0.1", parsed.stderr[-2000:]
+    run_dir = tmp_path / "run"
+    headless = run_locust(
+        testapp.url, tmp_path, *config[2:], "-u", "1", "-t", "1s", "--run-dir", str(run_dir)
+    )
+    assert headless.returncode == 0, headless.stdout[-3000:]
+    assert run_json(run_dir)["modes"]["noop"]["samples"] > 0
