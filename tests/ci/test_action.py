@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.bench.judge.test_gate_cli import run_cli, write_runs
+
 REPO = Path(__file__).resolve().parents[2]
 ACTION = REPO / "action.yml"
 WORKFLOW = REPO / ".github" / "workflows" / "perf.yml"
@@ -189,6 +191,10 @@ class Runner:
     log: list[str] = field(default_factory=list)
     summaries: dict[str, str] = field(default_factory=dict)  # step name -> its $GITHUB_STEP_SUMMARY
     timings: list[tuple[str, float]] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # the action's inputs the test overrides
+    # action step name -> what the test does instead (given the step's env), e.g. synthetic runs for Benchmark
+    stand_ins: dict[str, Callable[[dict[str, str]], None]] = field(default_factory=dict)
+    exits: dict[str, int] = field(default_factory=dict)  # action step name -> its expected exit code (else 0)
 
     def base_env(self) -> dict[str, str]:
         """The test's environment without its venv or any GitHub variable; the fresh venv first on PATH."""
@@ -203,9 +209,9 @@ class Runner:
         return env
 
     def bash(
-        self, name: str, script: str, env: dict[str, str], cwd: Path, shell: list[str]
+        self, name: str, script: str, env: dict[str, str], cwd: Path, shell: list[str], expect: int = 0
     ) -> dict[str, str]:
-        """One `run:` step; fails the test on a non-zero exit; its outputs."""
+        """One `run:` step; fails the test unless it exits with expect; its outputs."""
         n = len(self.timings)
         files = {k: self.tmp / f"step-{n}-{k}" for k in ("script", "output", "summary", "log")}
         files["script"].write_text(script, encoding="utf-8")
@@ -224,30 +230,41 @@ class Runner:
             )  # fmt: skip
         self.timings.append((name, time.monotonic() - start))
         text = files["log"].read_text(errors="replace")
-        assert proc.returncode == 0, f"step {name!r} exited {proc.returncode}:\n{script}\n---\n{text[-4000:]}"
+        assert proc.returncode == expect, (
+            f"step {name!r} exited {proc.returncode}:\n{script}\n---\n{text[-4000:]}"
+        )
         self.log.append(name)
         self.summaries[name] = files["summary"].read_text()
         return read_outputs(files["output"])
 
     def action(
-        self, step: dict[str, Any], context: dict[str, str], env: dict[str, str], ws: Path
+        self, step: dict[str, Any], context: dict[str, str], env: dict[str, str], ws: Path, action_path: Path
     ) -> dict[str, str]:
-        """A `uses: ./` step: the composite action's steps in order; the action's outputs."""
-        action = load_yaml(ws / "action.yml")
+        """A `uses:` step of the action at action_path, run in the workspace ws: its steps in order, until
+        one exits non-zero (as expected by self.exits); the action's outputs."""
+        action = load_yaml(action_path / "action.yml")
         check_action(action)
-        given = {k: substitute(str(v), context) for k, v in step.get("with", {}).items()} | ACTION_INPUTS
+        given = {k: substitute(str(v), context) for k, v in step.get("with", {}).items()} | self.inputs
         unknown = set(given) - set(action["inputs"])
         assert not unknown, f"inputs the action does not declare: {unknown}"
         inputs = {k: str(spec.get("default", "")) for k, spec in action["inputs"].items()} | given
-        inner = {f"inputs.{k}": v for k, v in inputs.items()} | {"github.action_path": str(ws)}
-        action_env = {**env, "GITHUB_ACTION_PATH": str(ws)}
+        inner = {f"inputs.{k}": v for k, v in inputs.items()} | {"github.action_path": str(action_path)}
+        action_env = {**env, "GITHUB_ACTION_PATH": str(action_path)}
         for inner_step in action["runs"]["steps"]:
             name = f"{step.get('name', './')} / {inner_step['name']}"
             step_env = {k: substitute(v, inner) for k, v in inner_step.get("env", {}).items()}
-            outputs = self.bash(name, inner_step["run"], {**action_env, **step_env}, ws, BASH)
+            if inner_step["name"] in self.stand_ins:
+                self.stand_ins[inner_step["name"]](step_env)
+                continue
+            expect = self.exits.get(inner_step["name"], 0)
+            outputs = self.bash(name, inner_step["run"], {**action_env, **step_env}, ws, BASH, expect)
             if "id" in inner_step:
                 inner |= {f"steps.{inner_step['id']}.outputs.{k}": v for k, v in outputs.items()}
-        return {k: substitute(spec["value"], inner) for k, spec in action["outputs"].items()}
+            if expect:
+                break
+        # a step output never written (its step failed or did not run) reads as '', as on GitHub
+        unset = {m: "" for spec in action["outputs"].values() for m in EXPRESSION.findall(spec["value"])}
+        return {k: substitute(spec["value"], unset | inner) for k, spec in action["outputs"].items()}
 
 
 def run_job(
@@ -277,7 +294,7 @@ def run_job(
             assert list(ws.glob(with_.get("cache-dependency-path", "requirements/*.txt"))), with_
             runner.log.append(f"{job} / setup-python (the fresh venv)")
         elif uses == "./":
-            outputs = runner.action(step, context, env | step_env, ws)
+            outputs = runner.action(step, context, env | step_env, ws, ws)
             context |= {f"steps.{step['id']}.outputs.{k}": v for k, v in outputs.items()}
         elif uses == "actions/upload-artifact":
             paths = [ws / p.strip() for p in with_["path"].splitlines() if p.strip()]
@@ -312,7 +329,7 @@ def test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv(tmp_path: Path)
     started = time.monotonic()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    runner = Runner(tmp_path, venv)
+    runner = Runner(tmp_path, venv, inputs=ACTION_INPUTS)
     workflow = load_yaml(WORKFLOW)
 
     # the baseline job, then its artifact committed under reports/baseline/ of the gate's checkout
@@ -363,3 +380,61 @@ def test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv(tmp_path: Path)
 
     timings = ", ".join(f"{name}: {seconds:.0f} s" for name, seconds in runner.timings)
     sys.stderr.write(f"\nstep timings: {timings}; total {time.monotonic() - started:.0f} s\n")
+
+
+@pytest.mark.parametrize(
+    ("shift_ms", "baseline", "code"),
+    [(0.0, "reports/baseline", 0), (50.0, "reports/baseline", 1), (0.0, "no/such/baseline", 2)],
+    ids=["pass", "regression", "usage"],
+)
+def test_the_gate_step_exits_with_the_gates_code_after_writing_summary_files_and_outputs(
+    tmp_path: Path, shift_ms: float, baseline: str, code: int
+) -> None:
+    """The action from another repository's workspace (action path = this checkout), on synthetic runs: the
+    install and the load are stood in for (the slow test runs them), the Folders and Gate steps run as bash."""
+    ws = tmp_path / "user-repo"
+    base = write_runs(tmp_path / "base-runs", "b", [1, 2, 3])
+    proc = run_cli("baseline", "update", *base, "--baseline-dir", ws / "reports" / "baseline", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    def synthetic_runs(env: dict[str, str]) -> None:
+        write_runs(ws / env["RUN_DIR"], "c", [11, 12, 13], shift_ms={"offload": shift_ms})
+
+    runner = Runner(
+        tmp_path,
+        Path(sys.executable).parent.parent,  # the test's own venv: offload-bench is installed there
+        stand_ins={"Install offload-bench": lambda env: None, "Benchmark": synthetic_runs},
+        exits={"Gate": code},
+    )
+    step = {
+        "name": "perf",
+        "id": "perf",
+        "uses": "<owner>/offload-bench@<ref>",
+        "with": {"baseline": baseline},
+    }
+    outputs = runner.action(step, {}, runner.base_env(), ws, REPO)
+
+    assert runner.log == ["perf / Folders", "perf / Gate"]
+    gate_dir = ws / "reports" / "offload-bench" / "gate"
+    assert outputs["run-dir"] == "reports/offload-bench/runs" and ws / outputs["gate-dir"] == gate_dir
+    files = {k: ws / outputs[k] for k in ("junit", "markdown", "benchmark-json", "bmf")}
+    if code == 2:  # a usage error: nothing judged, nothing written
+        assert not any(p.exists() for p in files.values()) and runner.summaries["perf / Gate"] == ""
+        return
+    assert all(p.is_file() for p in files.values()), files
+    markdown = files["markdown"].read_text()
+    assert runner.summaries["perf / Gate"] == markdown + "\n"  # appended once, by the gate
+    assert f"## offload-bench gate: {'FAIL' if code else 'PASS'}" in markdown
+    suite = ET.parse(files["junit"]).getroot().find("testsuite")
+    assert suite is not None and (suite.get("failures") != "0") == bool(code)
+    assert json.loads(files["bmf"].read_text())["offload"]["latency-p95-ms"]["value"] > (50 if code else 0)
+
+
+def test_an_output_folder_holding_earlier_runs_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    ws = tmp_path / "user-repo"
+    (ws / "out" / "runs" / "old-run").mkdir(parents=True)  # the gate would judge it with the new runs
+    runner = Runner(tmp_path, Path(sys.executable).parent.parent, exits={"Folders": 2})
+    step = {"name": "perf", "uses": "<owner>/offload-bench@<ref>", "with": {"output": "out"}}
+    outputs = runner.action(step, {}, runner.base_env(), ws, REPO)
+    assert runner.log == ["perf / Folders"] and not (ws / "out" / "gate").exists()
+    assert set(outputs.values()) == {""}
