@@ -80,6 +80,8 @@ def parse_target(text: str, where: str) -> Target:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "bool_type":
+            msg = "must be true or false"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise TargetError(f"{where}: {_loc(tuple(err['loc']))}: {msg}{more}") from None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 TRACKERS = ("arq", "http", "records", "none")
@@ -31,6 +31,11 @@ class Service(_Strict):
     )
     env: dict[str, str] = Field(default_factory=dict, description="environment of api and worker")
     url: str | None = Field(None, pattern=r"^https?://", description="an API already running")
+    redis_auth: StrictBool = Field(
+        True,
+        description="false: the embedded Redis takes no password, for apps whose only Redis setting is "
+        "host:port (it still listens on 127.0.0.1 only)",
+    )
 
     @model_validator(mode="after")
     def _api_or_url(self) -> Service:

@@ -65,34 +65,40 @@ class EmbeddedRedis:
     client takes the password from the URL. It is written to a 0600 file in the private data folder, never
     on a command line (`ps` shows those to every user).
 
+    auth=False (a target's `redis_auth = false`, issue 20.5): no password, for an app whose only Redis
+    setting is host:port. Still loopback only, still its own session and folder; the caller warns about it.
+
     The server runs in its own session (issue 14.11): a terminal's Ctrl-C reaches the CLI, not Redis, so the
     CLI can stop Redis last, after the workers have drained.
     """
 
-    def __init__(self, data_dir: str | Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: str | Path | None = None, port: int = 0, host: str = "127.0.0.1", *, auth: bool = True
+    ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="offload-redis-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port or free_port(host)
         self.binary = find_redis_server()
-        self.password = secrets.token_urlsafe(32)
+        self.password = secrets.token_urlsafe(32) if auth else ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.frozen = False
 
     @property
     def url(self) -> str:
-        """redis:// URL of this server, with its password (redact it before showing or storing it)."""
-        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+        """redis:// URL of this server, with its password if any (redact it before showing or storing it)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def _write_config(self) -> Path:
-        """The password's file: created 0600 before the secret is written into it."""
+        """The password's file: created 0600 before the secret is written into it (empty without auth)."""
         path = self.data_dir / "auth.conf"
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f"requirepass {self.password}\n")
+            f.write(f"requirepass {self.password}\n" if self.password else "")
         return path
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
@@ -131,7 +137,7 @@ class EmbeddedRedis:
         client = redis.Redis(
             host=self.host,
             port=self.port,
-            password=self.password,
+            password=self.password or None,
             socket_timeout=0.5,
             socket_connect_timeout=0.5,
         )

@@ -40,6 +40,9 @@ def test_builtin_and_example_load() -> None:
     assert target.jobs.tracker == "records" and target.offload_modes() == ["offload"]
     example, _ = load_target(EXAMPLE)
     assert example.jobs.tracker == "arq" and set(example.modes) == {"sync", "offload"}
+    assert example.service.redis_auth  # the embedded Redis has a password unless a target says otherwise
+    hostport, _ = load_target(EXAMPLE.parents[1] / "fastapi_arq_hostport" / "target.toml")
+    assert not hostport.service.redis_auth and set(hostport.modes) == {"sync", "offload"}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,10 @@ def test_builtin_and_example_load() -> None:
         (GOOD.replace("expect = [202]", "expect = [2020]"), "expect: 2020 is not an HTTP status"),
         (GOOD.replace("[jobs]", "[jobs"), "t.toml: not valid TOML"),
         (GOOD.replace('job_id = "data.job_id"', ""), 'tracker "arq" needs a mode with job_id'),
+        (
+            GOOD.replace('ready = "/health"', 'ready = "/health"\nredis_auth = "no"'),
+            "t.toml: service.redis_auth: must be true or false",
+        ),
     ],
 )
 def test_bad_target_is_one_line_naming_file_and_key(text: str, expected: str) -> None:
