@@ -99,10 +99,11 @@ class ManagedProcess:
     def log_tail(self, lines: int = 5) -> str:
         """Last lines of the child's log, for one-line error messages."""
         try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
+            text = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines()]
         except OSError:
             return ""
-        return " | ".join(line.strip() for line in text[-lines:])
+        # blank lines and a traceback's ^^^/~~~ markers say nothing on one line
+        return " | ".join([line for line in text if line.strip("^~ ")][-lines:])
 
 
 def group_members(pgid: int) -> list[psutil.Process]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -29,6 +30,12 @@ from targets import placeholders as ph
 
 READY_TIMEOUT_S = 30.0
 LOG_LINES_SHOWN = 5
+TAIL_CHARS = 240  # of each process's log in the one error line
+# after the first process is seen dead, how long the others get to show their own failure (issue 26)
+DEATH_GRACE_S = 1.0
+# what a Redis client logs when it reached a Redis with a password without giving it (redis-py, the server)
+_NO_AUTH = re.compile(r"NOAUTH|Authentication required|AuthenticationError")
+_LOG_SCAN_BYTES = 64 * 1024
 
 
 class StackError(Exception):
@@ -63,6 +70,33 @@ def http_get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict[str, Any]
         return exc.code, body
     except (OSError, ValueError):
         return 0, {}
+
+
+def no_auth_warning(target_file: Path | str) -> str:
+    """The one line a run prints when the embedded Redis starts without a password."""
+    return (
+        "warning: the embedded Redis runs without a password (redis_auth = false in "
+        f"{target_file}); it listens on 127.0.0.1 only"
+    )
+
+
+def _short_tail(proc: ManagedProcess) -> str:
+    """The last whole lines of a process's log that fit in TAIL_CHARS (at least the last), secrets masked."""
+    lines = str(redact(proc.log_tail(LOG_LINES_SHOWN))).split(" | ")
+    tail = lines.pop()
+    while lines and len(lines[-1]) + 3 + len(tail) <= TAIL_CHARS:
+        tail = lines.pop() + " | " + tail
+    return (tail if len(tail) <= TAIL_CHARS else "..." + tail[-TAIL_CHARS:]) or "no output"
+
+
+def _says_no_auth(proc: ManagedProcess) -> bool:
+    """True when the end of a process's log shows Redis's authentication error."""
+    try:
+        with proc.log_path.open("rb") as f:
+            f.seek(max(0, proc.log_path.stat().st_size - _LOG_SCAN_BYTES))
+            return bool(_NO_AUTH.search(f.read().decode(errors="replace")))
+    except OSError:
+        return False
 
 
 def work_env(work: WorkProfile) -> dict[str, str]:
@@ -117,6 +151,11 @@ class Stack:
         return self.redis.url
 
     @property
+    def passwordless_redis(self) -> bool:
+        """True when this stack's embedded Redis takes no password (the target's redis_auth = false)."""
+        return self.external_redis_url is None and not self.target.service.redis_auth
+
+    @property
     def api_url(self) -> str:
         """Base URL of the API (the target's url, or the API this stack started)."""
         if self._url is None:
@@ -155,7 +194,8 @@ class Stack:
             check_redis(self.external_redis_url)
         else:
             step("starting embedded Redis")
-            self.redis = EmbeddedRedis(self.redis_dir)  # held before it starts: stop() reaches it from now on
+            # held before it starts: stop() reaches it from now on
+            self.redis = EmbeddedRedis(self.redis_dir, auth=self.target.service.redis_auth)
             self.redis.start()
         service = self.target.service
         if service.url:
@@ -199,28 +239,55 @@ class Stack:
         finally:
             client.close()
 
+    def _started(self) -> list[ManagedProcess]:
+        return [p for p in [self.api, *self.workers] if p is not None]
+
+    def _auth_hint(self) -> str:
+        """The fix, when a process's log shows Redis's authentication error; '' otherwise."""
+        if self.passwordless_redis or not any(_says_no_auth(p) for p in self._started()):
+            return ""
+        hint = "; the app reached Redis without its password: pass {redis_url} (or {redis_password}) to it"
+        hint += " in [service] env"
+        return hint + ("" if self.external_redis_url else ", or set redis_auth = false under [service]")
+
+    def _start_failure(self) -> str:
+        """One line naming every process that exited at start, each with its code and its own log's tail.
+
+        The first death seen is rarely the only one (an API and its workers share a broken setting): the
+        others get up to DEATH_GRACE_S to show theirs, so the line is complete whichever died first.
+        """
+        deadline = time.monotonic() + DEATH_GRACE_S
+        for proc in self._started():
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        failures: dict[tuple[int | None, str], list[str]] = {}
+        for proc in self._started():
+            if not proc.alive():
+                failures.setdefault((proc.returncode, _short_tail(proc)), []).append(proc.name)
+        parts = [
+            f"{', '.join(names)} exited at start (code {code}): {tail}"
+            for (code, tail), names in failures.items()
+        ]
+        return "; ".join(parts) + f" (logs: {self.log_dir}){self._auth_hint()}"
+
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""
         url = self.api_url + self.target.ready_path
         strict = self.target.service.ready is not None  # without a ready path any HTTP answer means "up"
         deadline = time.monotonic() + timeout_s
         while True:
-            for proc in [self.api, *self.workers]:
-                if proc is not None and not proc.alive():
-                    raise TargetStartError(
-                        f"{proc.name} exited at start (code {proc.returncode}): "
-                        f"{proc.log_tail(LOG_LINES_SHOWN) or 'no output'} (log: {proc.log_path})"
-                    )
+            if not all(proc.alive() for proc in self._started()):
+                raise TargetStartError(self._start_failure())
             status = http_status(url)
             up = 200 <= status < 300 if strict else status > 0
             if up and self._workers_up():
                 return
             if time.monotonic() > deadline:
                 what = f"GET {url} answered {status or 'nothing'}" if not up else "workers not up"
-                tail = self.api.log_tail(LOG_LINES_SHOWN) if self.api is not None else ""
+                tail = _short_tail(self.api) if self.api is not None else ""
                 raise TargetStartError(
                     f"the target was not ready within {timeout_s:.0f} s ({what})"
                     + (f": {tail}" if tail else "")
+                    + self._auth_hint()
                 )
             time.sleep(0.1)
 

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from bench.errors import UsageError, interrupt_on_sigterm, signals_deferred
 from bench.launch.redis_server import port_in_use
 from bench.launch.shell import http_status
-from bench.launch.stack import Stack, StackError, TargetStartError, check_redis
+from bench.launch.stack import Stack, StackError, TargetStartError, check_redis, no_auth_warning
 from bench.run.config import ConfigError, RunConfig, job_modes, load_config, target_of
 from bench.run.faults import REDIS_FAULTS, Fault, FaultError, FaultInjector, parse_fault, rate_overrides
 from bench.run.loadrun import LoadError, run_mode
@@ -89,6 +89,9 @@ def target_section(cfg: RunConfig, target: Target, path: Path) -> dict[str, Any]
         "builtin": cfg.target is None,
         "tracker": target.jobs.tracker,
         "starts": "url" if target.service.url else "api",
+        # does the embedded Redis take a password ([service] redis_auth; None: not embedded)? Not named
+        # *auth*: run.json is redacted, and a key naming a secret is masked
+        "redis_requirepass": None if cfg.redis_url or cfg.host else target.service.redis_auth,
         "modes": {m: {"method": target.modes[m].method, "path": target.modes[m].path,
                       "job_id": target.modes[m].job_id} for m in cfg.modes},
     }  # fmt: skip
@@ -125,6 +128,8 @@ def run_once(cfg: RunConfig, faults: list[Fault], out: Console | None = None) ->
                     run_dir / "logs", target=target, target_dir=target_file.parent, workers=cfg.workers,
                     work=cfg.work, redis_url=cfg.redis_url, api_port=cfg.port, redis_dir=None,
                 )  # fmt: skip
+                if stack.passwordless_redis:
+                    out.print(no_auth_warning(target_file))
                 task = progress.add_task("starting the stack", total=None)
                 stack.start(step=lambda msg: progress.update(task, description=msg))
                 progress.update(task, description=f"stack up: API {stack.api_url}", total=1, completed=1)
@@ -159,7 +164,8 @@ def run_once(cfg: RunConfig, faults: list[Fault], out: Console | None = None) ->
             except KeyboardInterrupt:
                 code = 130
     if error:
-        out.print(f"error: {error}; what was collected is kept in {run_dir}")
+        # markup off: a log tail or a hint may hold [brackets] (e.g. "[service]") that rich would eat
+        out.print(f"error: {error}; what was collected is kept in {run_dir}", markup=False)
     if summary:
         print_results(out, summary)
         out.print(f"report: {run_dir / 'report.html'}  (also report.md, summary.json)")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from bench.errors import UsageError, interrupt_on_sigterm
-from bench.launch.stack import Stack, StackError
+from bench.launch.stack import Stack, StackError, no_auth_warning
 from runfolder.redact import redact
 from service.settings import WorkProfile
 from targets import TargetError, load_target
@@ -70,6 +70,8 @@ def up_command(
         redis_url=redis_url, api_port=port, extra_env=extra,
     )  # fmt: skip
     interrupt_on_sigterm()
+    if stack.passwordless_redis:
+        console.print(no_auth_warning(target_file))
     try:
         with console.status("starting Redis, the API and the workers"):
             stack.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,9 +84,26 @@ def test_bad_targets_are_one_error_line_and_exit_2(tmp_path: Path) -> None:
     code, err, _ = _run(tmp_path, "--target", str(EXAMPLE), "--modes", "noop", *SHORT)
     assert code == 2 and "unknown mode 'noop' (" in err and len(err.strip().splitlines()) == 1
 
-    missing = tmp_path / "missing.toml"
+    # only the worker fails: the whole app is copied, so the API (cwd = the target's folder) starts as it should
+    app = shutil.copytree(EXAMPLE_DIR, tmp_path / "app")
+    missing = app / "target.toml"
     missing.write_text(EXAMPLE.read_text().replace("arq worker.WorkerSettings", "no-such-arq-xyz worker"))
     code, err, run_dir = _run(tmp_path, "--target", str(missing), *SHORT)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "exited at start (code 127)" in errors[0]
-    assert "not found" in errors[0] and "Traceback" not in err
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert errors[0].startswith("error: worker-1 exited at start (code 127): ") and "not found" in errors[0]
+    assert "api " not in errors[0]  # the API was up: not named
+
+
+def test_every_process_that_fails_at_start_is_named_in_one_error_line(tmp_path: Path) -> None:
+    target = tmp_path / "both.toml"
+    target.write_text(
+        EXAMPLE.read_text()
+        .replace('"uvicorn main:app --host 127.0.0.1 --port {port}"', '"echo no app on {port}; exit 3"')
+        .replace('"arq worker.WorkerSettings"', '"echo no worker; exit 4"')
+    )
+    code, err, _ = _run(tmp_path, "--target", str(target), "--workers", "2", *SHORT)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert errors[0].startswith("error: api exited at start (code 3): no app on ")
+    assert "; worker-1, worker-2 exited at start (code 4): no worker (logs: " in errors[0]

@@ -54,6 +54,18 @@ def test_a_random_password_per_stack_never_on_the_process_list(tmp_path):
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+def test_without_auth_no_password_still_loopback_only(tmp_path):
+    # issue 20.5: a target's redis_auth = false, for apps whose only Redis setting is host:port
+    with EmbeddedRedis(tmp_path, auth=False) as server:
+        assert server.password == "" and server.url == f"redis://127.0.0.1:{server.port}/0"
+        anonymous = redis.Redis(host=server.host, port=server.port)
+        assert anonymous.ping() and anonymous.config_get("requirepass")["requirepass"] == ""
+        assert anonymous.config_get("bind")["bind"] == "127.0.0.1"
+        server.restart()
+        assert anonymous.ping()
+        anonymous.close()
+
+
 def test_own_session_so_a_terminal_ctrl_c_does_not_reach_it(tmp_path):
     # issue 14.11: a Ctrl-C in the terminal goes to the CLI's process group; the CLI stops Redis last
     with EmbeddedRedis(tmp_path) as server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.launch.redis_server import free_port
 from bench.launch.stack import Stack, TargetStartError
 from targets import load_target, parse_target
 
@@ -62,24 +62,20 @@ def test_never_ready_is_bounded_and_everything_is_stopped(tmp_path: Path, redis_
 
 
 def test_url_starts_nothing(tmp_path: Path, redis_url: str) -> None:
-    port = free_port()
+    # port 0: the server binds a port nobody else can take, and says which once it listens (no polling)
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
+        assert server.stdout is not None
+        port = int(re.search(rb" port (\d+) ", server.stdout.readline())[1])  # type: ignore[index]
         target = parse_target(f'url = "http://127.0.0.1:{port}"' + MODES, "t.toml")
         stack = Stack(
             target=target, target_dir=tmp_path, log_dir=tmp_path / "logs", workers=3, redis_url=redis_url
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                stack.start(timeout_s=1)
-                break
-            except TargetStartError:
-                assert time.monotonic() < deadline
+        stack.start(timeout_s=10)
         assert stack.api is None and stack.workers == [] and stack.api_url == f"http://127.0.0.1:{port}"
         assert not (tmp_path / "logs").exists()
         stack.stop()
@@ -87,6 +83,8 @@ def test_url_starts_nothing(tmp_path: Path, redis_url: str) -> None:
     finally:
         server.terminate()
         server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def test_example_workers_are_process_groups_and_sigkill_reaches_them(
@@ -107,3 +105,65 @@ def test_example_workers_are_process_groups_and_sigkill_reaches_them(
         assert (tmp_path / "logs" / "api.log").exists() and (tmp_path / "logs" / "worker-2.log").exists()
     finally:
         stack.stop(5)
+
+
+def _failing(api: str, worker: str, extra: str = "") -> str:
+    return f"[service]\napi = {api!r}\nworker = {worker!r}\n{extra}" + MODES
+
+
+def test_every_process_that_exits_at_start_is_named_with_its_code_and_log(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # issue 26: whichever the poll sees first, the one line names each failure (identical ones together)
+    text = _failing(
+        "echo api cannot start on {port} redis://:s3cret@127.0.0.1:1/0; exit 3", "echo no; exit 4"
+    )
+    stack = Stack(tmp_path / "logs", target=parse_target(text, "t.toml"), workers=2, redis_url=redis_url)
+    with pytest.raises(TargetStartError) as info:
+        stack.start()
+    stack.stop(5)
+    message = str(info.value)
+    assert "\n" not in message and "s3cret" not in message and "redis://:***@127.0.0.1:1/0" in message
+    assert message.startswith("api exited at start (code 3): api cannot start on ")
+    assert f"; worker-1, worker-2 exited at start (code 4): no (logs: {tmp_path / 'logs'})" in message
+
+
+def test_a_death_waits_only_a_bounded_moment_for_the_others(tmp_path: Path, redis_url: str) -> None:
+    text = _failing("echo broken {port}; exit 3", f"{sys.executable} -c 'import time; time.sleep(60)'")
+    stack = Stack(tmp_path / "logs", target=parse_target(text, "t.toml"), redis_url=redis_url)
+    started = time.monotonic()
+    with pytest.raises(TargetStartError, match=r"^api exited at start \(code 3\): broken \d+ \(logs: "):
+        stack.start()
+    assert time.monotonic() - started < 30  # not the healthy worker's 60 s
+    assert stack.workers[0].alive()  # the healthy worker is not named: it did not fail
+    stack.stop(5)
+
+
+NOAUTH = "echo redis.exceptions.AuthenticationError: Authentication required. {port}; exit 3"
+
+
+@pytest.mark.parametrize(
+    ("extra", "external", "hint"),
+    [
+        ("", False, "to it in [service] env, or set redis_auth = false under [service]"),
+        ("", True, "(or {redis_password}) to it in [service] env"),
+        ("redis_auth = false\n", False, None),  # not our Redis that refused it: no hint
+    ],
+)
+def test_redis_authentication_errors_name_the_fix(
+    tmp_path: Path, redis_url: str, extra: str, external: bool, hint: str | None
+) -> None:
+    text = _failing(NOAUTH, "sleep 60", extra)
+    stack = Stack(
+        tmp_path / "logs", target=parse_target(text, "t.toml"), redis_url=redis_url if external else None
+    )
+    with pytest.raises(TargetStartError) as info:
+        stack.start()
+    stack.stop(5)
+    message = str(info.value)
+    assert message.startswith("api exited at start (code 3): redis.exceptions.AuthenticationError")
+    fix = "; the app reached Redis without its password: pass {redis_url}"
+    if hint is None:
+        assert fix not in message
+    else:
+        assert fix in message and message.endswith(hint)
