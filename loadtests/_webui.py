@@ -42,9 +42,11 @@ _LINKIFY: Final = """<script>
   var report = /^offload\\/runs\\/[^\\/\\s]+\\/report\\.html$/;
   function linkify() {
     document.querySelectorAll("td").forEach(function (td) {
-      var text = td.firstChild;
-      if (!text || text.nodeType !== 3 || !report.test(text.nodeValue)) return;
-      var a = td.querySelector("a.ob-report");
+      var text = td.firstChild, a = td.querySelector("a.ob-report");
+      if (!text || text.nodeType !== 3 || !report.test(text.nodeValue)) {
+        if (a) a.remove();  /* React reuses rows by position: a row now showing a running run has none */
+        return;
+      }
       if (!a) {
         a = document.createElement("a");
         a.className = "ob-report"; a.target = "_blank"; a.textContent = "open"; a.style.marginLeft = "0.5em";
