@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from service import lifecycle
 from service.attempt import Attempt, begin, done_call, end, park
 from service.backfill import PoisonBackfillError, backoff_s, run_backfill
+from service.worker_finish import cause
 from service.worker_state import WorkerState
 
 log = logging.getLogger("service.worker")
@@ -130,6 +131,7 @@ async def _conclude(att: Attempt, error: BaseException | None) -> str:
         job_try=att.job_try,
         delay_s=round(delay_s, 4),
         error=att.entry["error"],
+        cause=cause(error) if isinstance(error, RedisError | OSError) else "job",
     )
     raise Retry(defer=delay_s) from error
 
@@ -146,7 +148,18 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
     except (RedisError, OSError) as exc:
         # not recorded, not run: let arq re-queue it (its own finish may fail too; then the claim expires)
         cfg = st.settings
-        raise Retry(defer=backoff_s(int(ctx["job_try"]), cfg.retry_base_s, cfg.retry_cap_s, st.rng)) from exc
+        delay_s = backoff_s(int(ctx["job_try"]), cfg.retry_base_s, cfg.retry_cap_s, st.rng)
+        lifecycle.log_event(
+            "retrying",
+            level=logging.WARNING,
+            job_id=ctx["job_id"],
+            source_id=source_id,
+            job_try=int(ctx["job_try"]),
+            delay_s=round(delay_s, 4),
+            error=f"start not recorded: {type(exc).__name__}: {exc}",
+            cause=cause(exc),
+        )
+        raise Retry(defer=delay_s) from exc
     lifecycle.log_event("started", job_id=att.job_id, source_id=source_id, job_try=att.job_try)
     try:
         if att.job_try > st.settings.max_tries:
@@ -160,6 +173,7 @@ async def backfill_source(ctx: dict[str, Any], source_id: str) -> str:
     except (RedisError, OSError) as exc:
         # recording the outcome failed: run again later (the backfill is idempotent; the re-run is counted)
         log.warning(
-            "redis error recording job", extra={"job_id": att.job_id, "error": f"{type(exc).__name__}: {exc}"}
+            "redis error recording job",
+            extra={"job_id": att.job_id, "error": f"{type(exc).__name__}: {exc}", "cause": cause(exc)},
         )
         raise Retry(defer=att.backoff_s()) from exc

@@ -14,6 +14,7 @@ STATS: Final = (
 DLQ: Final = f"{PREFIX}:dlq"  # hash job_id -> JSON dead-letter record
 DLQ_INDEX: Final = f"{PREFIX}:dlq:index"  # zset job_id scored by failure time (ms)
 WORKERS: Final = f"{PREFIX}:workers"  # zset worker id -> last heartbeat (epoch ms): read in O(log N), no SCAN
+WORKERS_LAG: Final = f"{PREFIX}:workers:lag"  # hash worker id -> JSON loop lag of its last heartbeat
 HEARTBEAT_TTL_S: Final = 5  # a worker whose last heartbeat is older is not counted (and is pruned)
 
 

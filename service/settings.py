@@ -54,6 +54,15 @@ class Settings(BaseSettings):
 
     # worker
     max_jobs: int = Field(200, ge=1, le=10_000, description="concurrent jobs per worker process")
+    adaptive_jobs: bool = Field(
+        True, description="claim new jobs only while the event loop's lag stays under loop_lag_bound_ms"
+    )
+    loop_lag_bound_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="adaptive_jobs: the loop lag above which the worker runs fewer jobs",
+    )
     max_tries: int = Field(5, ge=1, le=100)
     retry_base_s: float = Field(0.5, gt=0, description="first back-off; doubles per try, full jitter")
     retry_cap_s: float = Field(30.0, gt=0)

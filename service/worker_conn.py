@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service import worker_lag
 from service.settings import Settings
 
 _T = TypeVar("_T")
@@ -39,13 +40,81 @@ def load_job(data: bytes) -> Any:
     return _DataOnlyUnpickler(io.BytesIO(data)).load()
 
 
+# a round trip's wall time is capped at this many times its timeout however late the loop was: a Redis that
+# hangs while the worker's loop is busy still ends in a timeout, just later
+WALL_CAP_FACTOR: Final = 4.0
+GRACE_S: Final = 0.002
+
+
+class LoopLateTimeoutError(RedisTimeoutError):
+    """A round trip ran out of time while the worker's own loop was late (CPU-bound), not Redis."""
+
+
+class _RoundTripTimeout:
+    """asyncio.timeout for one Redis round trip, charging Redis only the time the loop was free to read.
+
+    A timer that fires late means the loop was busy: a reply may sit in the socket buffer, read in a later
+    round. So when the timer fires, the loop's busy time since the round trip began (the ticker's running
+    total, service/worker_lag.py, or at least the timer's own lateness) is subtracted from the time waited;
+    if that leaves time, or the timer itself fired late, it is re-armed (at least GRACE_S on: past the next
+    I/O poll and the wake-ups it schedules, on asyncio's loop and uvloop's alike). Only a round trip that had
+    its full timeout of free loop time to be answered (or waited WALL_CAP_FACTOR x the timeout in wall time)
+    is cancelled. A hung Redis on a responsive loop times out exactly as before.
+    """
+
+    __slots__ = ("_blocked", "_cancelling", "_fired", "_handle", "_lag", "_late0", "_loop", "_start",
+                 "_task", "_timeout_s", "_when")  # fmt: skip
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop, self._task = loop, task
+        self._cancelling = task.cancelling()
+        self._lag = worker_lag.current()
+        self._late0 = self._lag.busy_s if self._lag is not None else 0.0
+        self._blocked = 0.0
+        self._fired = False
+        self._start = loop.time()
+        self._when = self._start + self._timeout_s
+        self._handle = loop.call_at(self._when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = self._loop.time()
+        own = max(now - self._when - worker_lag.SLACK_S, 0.0)
+        ticked = self._lag.busy_s - self._late0 if self._lag is not None else 0.0
+        self._blocked = max(self._blocked + own, ticked)
+        waited = now - self._start
+        if waited < self._timeout_s * WALL_CAP_FACTOR:
+            remaining = self._timeout_s - (waited - self._blocked)
+            if remaining > 0 or own > 0:
+                self._when = now + max(remaining, GRACE_S)
+                self._handle = self._loop.call_at(self._when, self._on_timer)
+                return
+        self._fired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._handle.cancel()
+        if self._fired and exc_type is asyncio.CancelledError and self._task.uncancel() <= self._cancelling:
+            waited = self._loop.time() - self._start
+            if self._blocked * 2 >= self._timeout_s:
+                raise LoopLateTimeoutError(
+                    f"redis round trip gave up after {waited:.2f} s: the worker's own loop was late "
+                    f"{self._blocked:.2f} s of it (worker CPU-bound, not redis)"
+                ) from exc
+            raise RedisTimeoutError(f"redis did not answer within {self._timeout_s:g} s") from exc
+
+
 async def _within(timeout_s: float, call: Awaitable[_T]) -> _T:
-    """Await one Redis round trip, bounded by timeout_s (redis' TimeoutError when it runs out)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await call
-    except TimeoutError as exc:
-        raise RedisTimeoutError(f"redis did not answer within {timeout_s:g} s") from exc
+    """Await one Redis round trip, bounded by timeout_s of loop time (redis' TimeoutError when it runs out)."""
+    async with _RoundTripTimeout(timeout_s):
+        return await call
 
 
 class _BoundedPipeline(Pipeline):

@@ -6,8 +6,11 @@ What it adds to arq (the job wrapper with retries and the DLQ is service/worker.
   shutdown_grace_s, then cancels only the job coroutines (arq re-queues those cleanly) and lets the main
   loop return on its own, so nothing is cancelled mid-Redis-call.
 - arq's in-progress TTL is job timeout + 10 s (310 s by default); here it is job_timeout_s + orphan_margin_s.
-- arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call.
-The per-process state the job reads and the start/stop hooks (the heartbeat) are service/worker_state.py.
+- arq claims one job per 4 round trips in its single main loop; GracefulWorker claims a batch per script call,
+  and only while fewer jobs run than the adaptive limit that follows the loop's lag (service/worker_adapt.py,
+  measured by service/worker_lag.py).
+The finish and run_job's error handling are service/worker_finish.py; the per-process state the job reads and
+the start/stop hooks (the heartbeat) are service/worker_state.py.
 """
 
 from __future__ import annotations
@@ -21,19 +24,13 @@ import threading
 import time
 from typing import Any, Final
 
-from arq.constants import (
-    abort_jobs_ss,
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
-from arq.worker import Worker
+from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
-from service import lifecycle
-from service.parking import park_unrunnable
+from service.worker_adapt import ClaimLimit
 from service.worker_conn import connect
+from service.worker_finish import FinishingWorker
+from service.worker_lag import LoopLag, install
 from service.worker_state import WorkerState, claim_s
 
 # a SIGTERMed worker exits within shutdown_grace_s + this, whatever Redis does (a watchdog thread ends the
@@ -56,27 +53,15 @@ end
 return out
 """
 
-# arq's finish of a job that ended with nothing to keep (in-progress, retry and payload keys deleted; out of
-# the abort set and the queue) and its lifecycle end, as one script: one command instead of MULTI, five
-# commands and EXEC. KEYS[1..5] and ARGV are lifecycle.END_LUA's (ARGV[9] is the job id), KEYS[6..10] arq's.
-FINISH_DONE_LUA: Final = (
-    """
-redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
-redis.call('ZREM', KEYS[9], ARGV[9])
-redis.call('ZREM', KEYS[10], ARGV[9])
-"""
-    + lifecycle.END_LUA
-)
-
 log = logging.getLogger("service.worker")
 
 
-class GracefulWorker(Worker):
-    """arq's Worker with a clean SIGTERM/SIGINT, a bounded orphan time and survival of Redis outages."""
+class GracefulWorker(FinishingWorker):
+    """arq's Worker with a clean SIGTERM/SIGINT, a bounded orphan time, survival of Redis outages and a
+    concurrency that follows its own loop lag."""
 
     def __init__(self, *, state: WorkerState, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.state = state
+        super().__init__(state=state, **kwargs)
         # arq sets this to job timeout + 10 s; after SIGKILL the job re-runs when the key expires
         self.in_progress_timeout_s = claim_s(state.settings)
         self._slot_free = asyncio.Event()
@@ -84,68 +69,33 @@ class GracefulWorker(Worker):
         self._grace_deadline = 0.0
         self._outage_s = 0.0
         self._claim: Any = None
+        cfg = state.settings
+        self.lag = LoopLag()
+        self.claims = ClaimLimit(cfg.max_jobs, cfg.loop_lag_bound_ms / 1000, cfg.adaptive_jobs)
+        self._held_back = False  # claims waited on the limit during this control window
+        self.lag.on_tick = self._on_tick
+        state.lag_report = self.lag_report
 
-    async def finish_job(
-        self,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        """arq's finish plus the job's lifecycle end (a success), atomically, in one round trip.
-
-        A finished job with no result to keep (our worker's case) is one script (FINISH_DONE_LUA); any other
-        finish is arq 0.28's Worker.finish_job transaction with the lifecycle end added to its MULTI/EXEC.
-        """
-        end = self.state.finish_ends.pop(job_id, None)
-        if end is None:
-            await super().finish_job(
-                job_id,
-                finish,
-                result_data,
-                result_timeout_s,
-                keep_result_forever,
-                incr_score,
-                keep_in_progress,
-            )
+    def _on_tick(self, _late_s: float) -> None:
+        now = time.monotonic()
+        if not self.claims.due(now):
             return
-        end_keys, end_argv = end
-        in_progress_key = in_progress_key_prefix + job_id
-        if finish and keep_in_progress is None and not result_data:
-            arq_keys = [in_progress_key, retry_key_prefix + job_id, job_key_prefix + job_id]
-            arq_keys += [abort_jobs_ss, self.queue_name]
-            numkeys = len(end_keys) + len(arq_keys)
-            finished = self.pool.eval(FINISH_DONE_LUA, numkeys, *end_keys, *arq_keys, *end_argv)
-            await finished  # type: ignore[misc]  # redis-py types async and sync alike
-            return
-        async with self.pool.pipeline(transaction=True) as tr:
-            delete_keys = []
-            if keep_in_progress is None:
-                delete_keys.append(in_progress_key)
-            else:
-                tr.pexpire(in_progress_key, int(keep_in_progress * 1000))
-            if finish:
-                if result_data:
-                    expire_ms = None if keep_result_forever else int((result_timeout_s or 0) * 1000) or None
-                    tr.set(result_key_prefix + job_id, result_data, px=expire_ms)
-                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
-                tr.zrem(abort_jobs_ss, job_id)
-                tr.zrem(self.queue_name, job_id)
-            elif incr_score:
-                tr.zincrby(self.queue_name, incr_score, job_id)
-            if delete_keys:
-                tr.delete(*delete_keys)
-            tr.eval(lifecycle.END_LUA, len(end_keys), *end_keys, *end_argv)
-            await tr.execute()
+        held_back, self._held_back = self._held_back, self.job_counter >= self.claims.limit
+        if self.claims.update(self.lag.take_window_max(), self.job_counter, held_back, now):
+            self._slot_free.set()
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq ends a job it cannot run (expired, undeserialisable, unknown function): park it in our DLQ."""
-        await park_unrunnable(
-            self.pool, job_id, result_data, self.queue_name, self.state.settings.record_ttl_s
-        )
+    def lag_report(self) -> dict[str, Any]:
+        """The loop lag since the last report, with the claim limit's range and the running jobs."""
+        low, high = self.claims.take_range()
+        return {
+            **self.lag.take_interval(),
+            "bound_ms": self.state.settings.loop_lag_bound_ms,
+            "limit": self.claims.limit,
+            "limit_low": low,
+            "limit_high": high,
+            "running": self.job_counter,
+            "adaptive": self.claims.enabled,
+        }
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -160,15 +110,14 @@ class GracefulWorker(Worker):
         """
         pending = [j.decode() for j in job_ids]
         while pending:
-            while self.job_counter >= self.max_jobs and self.allow_pick_jobs:
+            while self.job_counter >= self.claims.limit and self.allow_pick_jobs:
+                self._held_back = True
                 self._slot_free.clear()
                 await self._slot_free.wait()
             if not self.allow_pick_jobs:
                 return
-            batch, pending = (
-                pending[: self.max_jobs - self.job_counter],
-                pending[self.max_jobs - self.job_counter :],
-            )
+            free = self.claims.limit - self.job_counter
+            batch, pending = pending[:free], pending[free:]
             if self._claim is None:
                 self._claim = self.pool.register_script(CLAIM_LUA)
             claimed = await self._claim(
@@ -180,8 +129,10 @@ class GracefulWorker(Worker):
                     *batch,
                 ],
             )
+            claimed_at = time.monotonic()
             for raw_id, raw_score in claimed:
                 job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                self.claimed_at[job_id] = claimed_at
                 await (
                     self.sem.acquire()
                 )  # never blocks: job_counter < max_jobs < the semaphore's max_jobs + 1
@@ -249,6 +200,8 @@ class GracefulWorker(Worker):
         """arq's main loop on our own connection pool (bounded timeouts, keepalive), once Redis answers."""
         if self._pool is None:
             self._pool = await connect(self.state.settings)
+        install(self.lag)
+        self.lag.start()
         await super().main()
 
     async def _drain(self) -> None:
@@ -276,4 +229,8 @@ class GracefulWorker(Worker):
         if self._drain_task is not None and not self._drain_task.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
-        await super().close()
+        try:
+            await super().close()
+        finally:
+            await self.lag.stop()
+            install(None)

@@ -1,0 +1,73 @@
+"""How many jobs a worker runs at once: between 1 and max_jobs, following its own event-loop lag.
+
+The worker claims a new job only while fewer than `limit` run. Every CONTROL_S the limit is set from the
+largest loop lag of that window (service/worker_lag.py):
+- lag over the bound: the jobs sharing the loop are too many. When the loop is CPU-bound a round's length
+  grows with the jobs that became ready in it, so the limit is scaled to the running count times
+  AIM x bound / lag (at most halved per step: one stray pause, e.g. another process on the core, does not empty
+  the worker), at most once per HOLD_S, because the jobs already running finish only over time and the
+  lag follows the limit with that delay;
+- lag under the bound and the limit holding claims back: grow, at most once per SETTLE_S (the jobs just
+  claimed must show their CPU first). Far under it (a quarter of the bound) the limit doubles until the
+  first decrease (slow start: I/O-bound jobs reach max_jobs of 200 from START_JOBS within ~1 s), then grows
+  by a quarter; under AIM x the bound it grows by one (additive increase), above that it holds.
+An I/O-bound job never lags the loop, so its worker still runs max_jobs; `adaptive_jobs=false` fixes the
+limit at max_jobs (the comparison the benchmark makes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+CONTROL_S: Final = 0.1
+HOLD_S: Final = 0.5
+SETTLE_S: Final = 0.2  # between two increases: jobs just claimed show their CPU within a page or two
+AIM: Final = 0.7  # a decrease aims the lag at this fraction of the bound, and +1 probes stop there
+START_JOBS: Final = 10  # the limit a worker starts with: low enough that a CPU-heavy burst cannot swamp it
+
+
+class ClaimLimit:
+    """The adaptive limit on running jobs (see the module docstring)."""
+
+    def __init__(self, max_jobs: int, bound_s: float, enabled: bool = True) -> None:
+        self.max_jobs = max_jobs
+        self.bound_s = bound_s
+        self.enabled = enabled
+        self.limit = min(max_jobs, START_JOBS) if enabled else max_jobs
+        self.low = self.high = self.limit  # range the limit took (reported with the lag)
+        self.decreases = 0
+        self._last_decrease = self._last_increase = -HOLD_S
+        self._window_start = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        """True when a control window has passed since the last update."""
+        return self.enabled and now - self._window_start >= CONTROL_S
+
+    def update(self, lag_s: float, running: int, held_back: bool, now: float) -> bool:
+        """Set the limit from the window's largest lag; True when it rose (claims may resume)."""
+        self._window_start = now
+        before = self.limit
+        if lag_s > self.bound_s:
+            if now - self._last_decrease >= HOLD_S:
+                target = int(min(self.limit, running) * max(0.5, AIM * self.bound_s / lag_s))
+                if target < self.limit:
+                    self.limit = max(1, target)
+                    self._last_decrease = now
+                    self.decreases += 1
+        elif held_back and self.limit < self.max_jobs and now - self._last_increase >= SETTLE_S:
+            if lag_s < self.bound_s / 4:
+                # slow start doubles until the first decrease; afterwards a quarter at a time
+                step = self.limit if not self.decreases else max(1, self.limit // 4)
+            else:
+                step = 1 if lag_s < AIM * self.bound_s else 0
+            self.limit = min(self.max_jobs, self.limit + step)
+            self._last_increase = now
+        self.low, self.high = min(self.low, self.limit), max(self.high, self.limit)
+        return self.limit > before
+
+    def take_range(self) -> tuple[int, int]:
+        """The (lowest, highest) limit since the last call; the next range starts at the current limit."""
+        out = (self.low, self.high)
+        self.low = self.high = self.limit
+        return out
