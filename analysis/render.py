@@ -25,6 +25,7 @@ from analysis.render_rows import (
     num,
     pct,
     ratio,
+    worker_lines,
 )
 
 __all__ = ["html", "markdown", "ms", "num", "pct", "ratio"]
@@ -84,6 +85,9 @@ def markdown(summary: Mapping[str, Any], plot_links: Mapping[str, str]) -> str:
         )
         out += ["", f"Queue wait p50/p95/p99: {wait} ms; queue depth max {num(jobs['queue_depth_max'])}, "
                 f"backlog at end {num(jobs['backlog_end'])}, {drain}."]  # fmt: skip
+        lines = worker_lines(summary["modes"][job_mode])
+        if lines:
+            out += ["", "Workers: " + "; ".join(lines) + "."]
     out += ["", "### Details", ""]
     head = ["mode", "basis", *PERCENTILES, "max", "mean", "enough samples for", "failures by kind"]
     rows = []
@@ -170,7 +174,7 @@ def html(summary: Mapping[str, Any], plot_paths: Mapping[str, Path]) -> str:
         instrument=instrument_rows(summary), instrument_note=INSTRUMENT_NOTE, percentiles=list(PERCENTILES), target=target,
         corrected=any(m.get("latency_basis") == "corrected" for m in summary["modes"].values()),
         pctl=next((m["target"]["percentile"] for m in summary["modes"].values()), "p95"),
-        definitions=_definitions(), job_counts=JOB_COUNTS,
+        definitions=_definitions(), job_counts=JOB_COUNTS, worker_lines=worker_lines,
         faults=fault_rows(summary),
         reliability_note=RELIABILITY_NOTE.format(
             settle=summary["reliability"].get("settle_s"), baseline=summary["reliability"].get("baseline_s")

@@ -148,3 +148,21 @@ JOB_COUNTS = (
     "lost",
     "duplicates",
 )
+
+
+def worker_lines(mode: Mapping[str, Any]) -> list[str]:
+    """One line per worker: its loop lag beside the job figures, and what the workers caused themselves."""
+    out = []
+    for w in mode.get("workers") or []:
+        lag = " / ".join("–" if w.get(k) is None else f"{w[k]:g}" for k in ("p50_ms", "p99_ms", "max_ms"))
+        adapt = (f"running limit {w['limit_low']}–{w['limit_high']}" if w.get("adaptive")
+                 else f"fixed at {w.get('limit_high')} jobs")  # fmt: skip
+        out.append(f"{w['worker']}: loop lag p50/p99/max {lag} ms (bound {w.get('bound_ms')} ms, {adapt})")
+    own = (mode.get("jobs") or {}).get("self_inflicted")
+    if own:
+        out.append(
+            f"caused by the workers' own late loop (not a fault): {own.get('retried', 0)} job(s) retried, "
+            f"{own.get('abandoned', 0)} left to their claim's expiry, {own.get('finish_retries', 0)} finish(es) "
+            "retried"
+        )
+    return out

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import instrument, plots, reliability, render, stats, validity
+from analysis import instrument, plots, reliability, render, stats, validity, workerlog
 from analysis import jobs as jobs_mod
 from analysis.comparison import compare_modes
 from analysis.config import PERCENTILES, Thresholds, load_thresholds
@@ -98,6 +98,15 @@ class Analysis:
             matched = jobs_mod.match(df, table)
             summary["jobs"] = jobs_mod.reconcile(matched, table, ms.start_ts)
             summary["jobs"].update(jobs_mod.queue_stats(data.queue.get(mode), ms.start_ts, ms.end_ts))
+            # the workers' own view (their logs in the run folder): from the warm-up's end through the drain
+            queue = data.queue.get(mode)
+            end_ts = (
+                max(ms.end_ts, float(queue["ts"].max()))
+                if queue is not None and not queue.empty
+                else ms.end_ts
+            )
+            summary["jobs"]["self_inflicted"] = workerlog.self_inflicted(data.run_dir, ms.start_ts, end_ts)
+            summary["workers"] = workerlog.worker_lag(data.run_dir, ms.start_ts, end_ts)
             self.e2e_ms = jobs_mod.e2e_ms(matched, table, ms.start_ts)
             self.job_mode = mode
         self.samples.append(ms)

@@ -70,6 +70,14 @@ def check(data: RunData, modes: dict[str, dict[str, Any]], percentile: str, th: 
         total = summary.get("samples_total")
         if locust is not None and total is not None and int(locust) != total:
             notes.append(f"{mode}: Locust counted {locust} requests but the sample files hold {total}")
+        for w in summary.get("workers") or []:
+            p99, bound = w.get("p99_ms"), w.get("bound_ms")
+            worst = p99 if p99 is not None else w.get("max_ms")
+            if worst is not None and bound is not None and worst > bound:
+                notes.append(
+                    f"{mode}: {w['worker']}: worker CPU-bound (loop lag p99 {worst:g} ms, bound {bound:g} ms): "
+                    "its jobs' CPU, not Redis, limits the job side"
+                )
         jobs = summary.get("jobs")
         if jobs:
             if jobs["lost"]:

@@ -80,6 +80,23 @@ class Jobs(Open):
     drain_s: float | None = None
     backlog_slope_per_s: float | None = None
     backlog_last: float | None = None
+    # jobs the workers retried or left to their claim's expiry because their own loop was late (their logs):
+    # {retried, abandoned, finish_retries}; null when the workers write no such lines
+    self_inflicted: dict[str, int] | None = None
+
+
+class WorkerLag(Open):
+    """One worker process's event-loop lag over a mode (its "loop lag" log lines), ms."""
+
+    worker: str
+    ticks: int | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    bound_ms: float | None = None
+    adaptive: bool | None = None
+    limit_low: int | None = None
+    limit_high: int | None = None
 
 
 class LoadGenerator(Open):
@@ -116,6 +133,7 @@ class ModeSummary(Open):
     windows: Windows = Field(default_factory=Windows)
     samples_total: int | None = None
     jobs: Jobs | None = None
+    workers: list[WorkerLag] | None = None  # loop lag per worker process (null: the workers log none)
     load_generator: LoadGenerator | None = None
 
 
