@@ -21,7 +21,7 @@ from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests._arrivals import per_stream_cap
 from loadtests._capture import SAMPLES_MESSAGE
@@ -110,19 +110,25 @@ class Capture:
         if self.owner is not None and not self.is_worker:
             self.owner.end_ts = time.time()
         load, self.load = self.load, None
-        if load is None:
-            return
-        environment.events.request.remove_listener(load.on_request)
-        data = load.stop()
-        if self.is_worker:
-            self.runner.send_message(LOADGEN_MESSAGE, {"mode": self.opts.mode, "data": data})
-        elif self.owner is not None:
-            self.owner.write_loadgen(self.opts.mode, data)
+        if load is not None:
+            environment.events.request.remove_listener(load.on_request)
+            data = load.stop()
+            if self.is_worker:
+                self.runner.send_message(LOADGEN_MESSAGE, {"mode": self.opts.mode, "data": data})
+            elif self.owner is not None:
+                self.owner.write_loadgen(self.opts.mode, data)
         if self.env.web_ui is not None and not self.is_worker and self.owner is not None:
             # Stop in the web UI ends the run as the end of a headless one does (drain, export, report);
             # headless runs keep doing it at `quitting`
-            total = environment.stats.total
-            self._finishing = gevent.spawn(self.owner.finish, total.num_requests, total.num_failures)
+            self._finishing = gevent.spawn(self._finish_stopped, self.owner)
+
+    def _finish_stopped(self, owner: RunOwner) -> None:
+        if self.is_master:
+            # the workers' last samples came before they said they stopped, but their Locust counts come with
+            # their next stats report (every WORKER_REPORT_INTERVAL): wait for it, as Locust's own quit does
+            gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)
+        total = self.env.stats.total
+        owner.finish(total.num_requests, total.num_failures)
 
     def on_samples(self, environment: Any, msg: Any, **_: Any) -> None:
         """Master: a worker's sample batch."""

@@ -19,8 +19,10 @@ import httpx
 import pytest
 
 from analysis.render_rows import ms
+from bench.launch.redis_server import free_port
 from tests.loadtests.helpers import (
     LOADTESTS,
+    LOCUST,
     REPO,
     Server,
     WebUi,
@@ -205,3 +207,31 @@ def test_the_documented_config_binds_the_web_ui_to_loopback_and_still_runs_headl
     )
     assert headless.returncode == 0, headless.stdout[-3000:]
     assert run_json(run_dir)["modes"]["noop"]["samples"] > 0
+
+
+def test_stop_in_a_master_web_ui_finishes_the_run_with_the_workers_counts(
+    testapp: Server, tmp_path: Path
+) -> None:
+    """Distributed: the master owns the run folder; Stop closes it once the workers' last counts are in."""
+    master_port = str(free_port())
+    ui = start_webui(
+        testapp.url, tmp_path, "--master", "--master-bind-port", master_port, "--mode", "noop",
+        "--arrival-rate", RATE,
+    )  # fmt: skip
+    with (tmp_path / "worker.log").open("wb") as out:
+        worker = subprocess.Popen(
+            [*LOCUST, "-f", str(LOADTESTS), "--worker", "--master-port", master_port],
+            cwd=tmp_path, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for("a connected worker", lambda: httpx.get(ui.url + "/stats/requests").json()["workers"], 20)
+        assert httpx.post(ui.url + "/swarm", data={"user_count": "1", "spawn_rate": "1"}).json()["success"]
+        time.sleep(LOAD_S)
+        assert httpx.post(ui.url + "/stop", timeout=10).json()["success"]
+        row = wait_done(ui, offload_rows(ui)[0]["run"], FINISH_BOUND_S)
+    finally:
+        assert ui.quit() == 0, ui.output()[-3000:]
+        worker.wait(30)
+    modes = run_json(tmp_path / "reports" / "runs" / row["run"])["modes"]["noop"]
+    assert row["state"] == "done" and modes["samples"] == modes["locust_requests"] == row["requests"] > 0
+    assert "Locust counted" not in ui.output()
