@@ -45,7 +45,7 @@ class Procs:
         args = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
         proc = self.start("api", args, env)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a condition: generous costs nothing when it holds
         while time.monotonic() < deadline:
             assert proc.poll() is None, (self.log_dir / "api.log").read_text()
             try:

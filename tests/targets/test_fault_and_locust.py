@@ -63,7 +63,7 @@ def test_locust_alone_with_target_writes_the_run_folder_and_report(
     assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
     summary = _summary(run_dir)
     jobs = summary["modes"]["offload"]["jobs"]
-    assert jobs["accepted"] >= 30 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
+    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
     run = json.loads((run_dir / "run.json").read_text())
     assert run["modes"]["offload"]["tracker"]["name"] == "arq"
     assert (run_dir / "queue" / "offload.csv").exists() and (run_dir / "jobs" / "offload.jsonl").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import threading
 
 import psutil
 import pytest
@@ -75,10 +76,15 @@ def test_own_session_so_a_terminal_ctrl_c_does_not_reach_it(tmp_path):
 
 
 def test_an_interrupt_during_start_leaves_no_server(tmp_path, monkeypatch):
-    # issue 14.11: a slow start (a wrapper that waits before exec'ing the real server) interrupted midway
+    # issue 14.11: a start interrupted midway. The wrapper says when it runs and then waits for a file that
+    # never comes (the start can only end by the interrupt), and the interrupt is sent when the wrapper says
+    # so: no sleep or timer guesses how long a start takes on a busy machine
     real = find_redis_server()
+    running, go = tmp_path / "running", tmp_path / "go"
     slow = tmp_path / "slow-redis"
-    slow.write_text(f'#!/bin/sh\nsleep 1.5\nexec {real} "$@"\n')
+    slow.write_text(
+        f'#!/bin/sh\ntouch {running}\nwhile [ ! -e {go} ]; do sleep 0.05; done\nexec {real} "$@"\n'
+    )
     slow.chmod(0o755)
     monkeypatch.setenv("OFFLOAD_REDIS_SERVER", str(slow))
     server = EmbeddedRedis(tmp_path / "data")
@@ -91,13 +97,25 @@ def test_an_interrupt_during_start_leaves_no_server(tmp_path, monkeypatch):
         started.extend(p for p in psutil.Process().children() if p.pid not in before)
         raise KeyboardInterrupt
 
+    done = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt_once_running() -> None:
+        while not running.exists():
+            if done.wait(0.01):
+                return  # the start ended otherwise: interrupt nothing later
+        signal.pthread_kill(main, signal.SIGALRM)
+
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    sender = threading.Thread(target=interrupt_once_running, daemon=True)
+    sender.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            server.start()
+            server.start(timeout_s=120)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        done.set()
+        sender.join(5)
         signal.signal(signal.SIGALRM, previous)
     assert started, "the server process was not started yet"
     gone, alive = psutil.wait_procs(started, timeout=3)
