@@ -93,15 +93,29 @@ class Server:
     proc: subprocess.Popen[bytes]
     url: str
 
-    def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL after 10 s)."""
+    def stop(self, timeout_s: float = 10) -> int:
+        """SIGTERM and wait (SIGKILL after timeout_s); the exit code."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            self.proc.wait(10)
+            return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            return self.proc.wait()
+
+    def wait_answering(self, path: str, bound_s: float, log: Path) -> None:
+        """Return once GET path answers 200; stop it and raise with its log if it exits or takes bound_s."""
+        deadline = time.monotonic() + bound_s
+        while True:
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.url} did not start: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
 
 
 def start_testapp(log_dir: Path, **env: str) -> Server:
@@ -129,40 +143,23 @@ def start_testapp(log_dir: Path, **env: str) -> Server:
     )
     log.close()
     server = Server(proc, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"test app did not start: {(log_dir / f'testapp-{port}.log').read_text()}")
-        time.sleep(0.05)
+    server.wait_answering("/healthz", 20, log_dir / f"testapp-{port}.log")
+    return server
 
 
 @dataclass
-class WebUi:
+class WebUi(Server):
     """A Locust web UI subprocess (no --headless) on a free loopback port; its output goes to log."""
 
-    proc: subprocess.Popen[bytes]
-    url: str
     log: Path
 
     def output(self) -> str:
         """Everything Locust wrote so far."""
         return self.log.read_text(errors="replace")
 
-    def quit(self, timeout_s: float = 60) -> int:
-        """SIGTERM (Locust's quitting runs), wait; SIGKILL after timeout_s. The exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+    def quit(self) -> int:
+        """SIGTERM (Locust's quitting runs: a run still open is finished), wait up to 60 s; the exit code."""
+        return self.stop(60)
 
 
 def start_webui(host: str, cwd: Path, *args: str, **env: str) -> WebUi:
@@ -177,14 +174,5 @@ def start_webui(host: str, cwd: Path, *args: str, **env: str) -> WebUi:
             cwd=cwd, env=clean_env(**env), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     ui = WebUi(proc, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(ui.url + "/", timeout=2).status_code == 200:
-                return ui
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            ui.quit()
-            raise RuntimeError(f"Locust web UI did not start: {ui.output()[-3000:]}")
-        time.sleep(0.1)
+    ui.wait_answering("/", 30, log)
+    return ui
