@@ -250,6 +250,14 @@ class Stack:
         hint += " in [service] env"
         return hint + ("" if self.external_redis_url else ", or set redis_auth = false under [service]")
 
+    @staticmethod
+    def _by_tail(procs: list[ManagedProcess]) -> dict[tuple[int | None, str], list[str]]:
+        """Names of procs grouped by (exit code, log tail): N workers failing alike are named once."""
+        groups: dict[tuple[int | None, str], list[str]] = {}
+        for proc in procs:
+            groups.setdefault((proc.returncode, _short_tail(proc)), []).append(proc.name)
+        return groups
+
     def _start_failure(self) -> str:
         """One line naming every process that exited at start, each with its code and its own log's tail.
 
@@ -259,15 +267,23 @@ class Stack:
         deadline = time.monotonic() + DEATH_GRACE_S
         for proc in self._started():
             proc.wait(max(0.0, deadline - time.monotonic()))
-        failures: dict[tuple[int | None, str], list[str]] = {}
-        for proc in self._started():
-            if not proc.alive():
-                failures.setdefault((proc.returncode, _short_tail(proc)), []).append(proc.name)
+        dead = [proc for proc in self._started() if not proc.alive()]
         parts = [
             f"{', '.join(names)} exited at start (code {code}): {tail}"
-            for (code, tail), names in failures.items()
+            for (code, tail), names in self._by_tail(dead).items()
         ]
         return "; ".join(parts) + f" (logs: {self.log_dir}){self._auth_hint()}"
+
+    def _not_ready(self, timeout_s: float, what: str, procs: list[ManagedProcess]) -> str:
+        """One line for a target still not ready at the deadline: what was missing, the logs of procs."""
+        tails = "; ".join(
+            f"{', '.join(names)}: {tail}" for (_code, tail), names in self._by_tail(procs).items()
+        )
+        return (
+            f"the target was not ready within {timeout_s:.0f} s ({what})"
+            + (f": {tails}" if tails else "")
+            + self._auth_hint()
+        )
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""
@@ -282,13 +298,11 @@ class Stack:
             if up and self._workers_up():
                 return
             if time.monotonic() > deadline:
-                what = f"GET {url} answered {status or 'nothing'}" if not up else "workers not up"
-                tail = _short_tail(self.api) if self.api is not None else ""
-                raise TargetStartError(
-                    f"the target was not ready within {timeout_s:.0f} s ({what})"
-                    + (f": {tail}" if tail else "")
-                    + self._auth_hint()
-                )
+                if up:  # the API answers: the workers are what is missing
+                    raise TargetStartError(self._not_ready(timeout_s, "workers not up", self.workers))
+                api = [self.api] if self.api is not None else []
+                what = f"GET {url} answered {status or 'nothing'}"
+                raise TargetStartError(self._not_ready(timeout_s, what, api))
             time.sleep(0.1)
 
     def restart_dead_workers(self) -> list[str]:

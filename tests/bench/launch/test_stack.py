@@ -167,3 +167,17 @@ def test_redis_authentication_errors_name_the_fix(
         assert fix not in message
     else:
         assert fix in message and message.endswith(hint)
+
+
+def test_workers_that_never_come_up_are_named_with_their_logs(tmp_path: Path, redis_url: str) -> None:
+    # the API answers, the arq workers never write their health-check key: the line names them, not the API
+    api = f"{sys.executable} -m http.server --bind 127.0.0.1 {{port}}"
+    text = _failing(api, "echo connecting to nowhere; exec sleep 60")
+    text = text.replace('method = "GET"', 'method = "GET"\njob_id = "id"') + '[jobs]\ntracker = "arq"\n'
+    stack = Stack(tmp_path / "logs", target=parse_target(text, "t.toml"), workers=2, redis_url=redis_url)
+    with pytest.raises(TargetStartError) as info:
+        stack.start(timeout_s=2)
+    stack.stop(5)
+    assert str(info.value) == (
+        "the target was not ready within 2 s (workers not up): worker-1, worker-2: connecting to nowhere"
+    )
