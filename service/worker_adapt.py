@@ -8,8 +8,9 @@ largest loop lag of that window (service/worker_lag.py):
   the worker), at most once per HOLD_S, because the jobs already running finish only over time and the
   lag follows the limit with that delay;
 - lag under the bound and the limit holding claims back: grow, at most once per SETTLE_S (the jobs just
-  claimed must show their CPU first). Far under it (a quarter of the bound) the limit doubles until the
-  first decrease (slow start: I/O-bound jobs reach max_jobs of 200 from START_JOBS within ~1 s), then grows
+  claimed must show their CPU first; every window until the first decrease). Far under it (a quarter of the
+  bound) the limit doubles until the first decrease (slow start: I/O-bound jobs reach max_jobs of 200 from
+  START_JOBS within ~0.4 s), then grows
   by a quarter; under AIM x the bound it grows by one (additive increase), above that it holds.
 An I/O-bound job never lags the loop, so its worker still runs max_jobs; `adaptive_jobs=false` fixes the
 limit at max_jobs (the comparison the benchmark makes).
@@ -24,7 +25,7 @@ CONTROL_S: Final = 0.1
 HOLD_S: Final = 0.5
 SETTLE_S: Final = 0.2  # between two increases: jobs just claimed show their CPU within a page or two
 AIM: Final = 0.7  # a decrease aims the lag at this fraction of the bound, and +1 probes stop there
-START_JOBS: Final = 10  # the limit a worker starts with: low enough that a CPU-heavy burst cannot swamp it
+START_JOBS: Final = 20  # the limit a worker starts with: low enough that a CPU-heavy burst cannot swamp it
 
 
 class ClaimLimit:
@@ -39,6 +40,11 @@ class ClaimLimit:
         self.decreases = 0
         self._last_decrease = self._last_increase = -HOLD_S
         self._window_start = time.monotonic()
+
+    @property
+    def _settle_s(self) -> float:
+        # slow start (no decrease yet) grows every window: a backlog of I/O-bound jobs gets its slots fast
+        return CONTROL_S if not self.decreases else SETTLE_S
 
     def due(self, now: float) -> bool:
         """True when a control window has passed since the last update."""
@@ -55,7 +61,7 @@ class ClaimLimit:
                     self.limit = max(1, target)
                     self._last_decrease = now
                     self.decreases += 1
-        elif held_back and self.limit < self.max_jobs and now - self._last_increase >= SETTLE_S:
+        elif held_back and self.limit < self.max_jobs and now - self._last_increase >= self._settle_s:
             if lag_s < self.bound_s / 4:
                 # slow start doubles until the first decrease; afterwards a quarter at a time
                 step = self.limit if not self.decreases else max(1, self.limit // 4)
