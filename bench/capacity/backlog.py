@@ -71,12 +71,15 @@ def judge_backlog(
     w0: float,
     w1: float,
     floor_per_s: float,
+    completed: np.ndarray | None = None,
 ) -> Backlog:
     """Whether the jobs accepted in a step fall behind: enqueued/finished epoch seconds per job (finished is
     inf for a job not finished, its DLQ time for a dead one), the load's start, the measured window [w0, w1]
-    and the smallest growth that counts (the run thresholds')."""
+    and the smallest growth that counts (the run thresholds'). completed: the done times only (inf for the
+    others), what the completion rate (goodput) counts; default: finished."""
     enqueued = np.asarray(enqueued, dtype=float)
     finished = np.asarray(finished, dtype=float)
+    done = finished if completed is None else np.asarray(completed, dtype=float)
     normal = normal_job_s(enqueued, finished, w1)
     if normal is None or enqueued.size < 3 or w1 - w0 <= 8 * GRID_S:
         return Backlog(None, None, floor_per_s, normal, None, None, "too few jobs")
@@ -87,7 +90,7 @@ def judge_backlog(
         # the count's own level: under overload that only widens the limit (a growth G gives ~G span / 2)
         limit = max(floor_per_s, Z * _wander(float(count.mean()), normal, w1 - t0))
         slope = _slope(grid, count)
-        return Backlog(slope > limit, slope, limit, normal, (t0, w1), _done_rate(finished, t0, w1))
+        return Backlog(slope > limit, slope, limit, normal, (t0, w1), _done_rate(done, t0, w1))
     # jobs this long (or workers already swamped by the first ones): the jobs in the system, which start at
     # 0 and wander with the arrivals, can show a growth far beyond that wander, never that they keep up
     t0 = (w0 + w1) / 2 if w0 < load_start + normal else w0
@@ -100,13 +103,14 @@ def judge_backlog(
     limit = max(floor_per_s, Z * _wander(arrivals * corr, corr, w1 - t0))
     slope = _slope(grid, count.astype(float))
     if slope > limit:
-        return Backlog(True, slope, limit, normal, (t0, w1), _done_rate(finished, t0, w1))
+        return Backlog(True, slope, limit, normal, (t0, w1), _done_rate(done, t0, w1))
     why = f"jobs take ~{normal:.1f} s: the step is too short to tell whether their backlog is bounded"
-    return Backlog(None, slope, limit, normal, (t0, w1), _done_rate(finished, t0, w1), why)
+    return Backlog(None, slope, limit, normal, (t0, w1), _done_rate(done, t0, w1), why)
 
 
 def _done_rate(finished: np.ndarray, t0: float, t1: float) -> float:
     """Jobs finished per second in the later half of (t0, t1]: workers that run many jobs at once share their
-    CPU among more and more of them when they fall behind, and finish fewer at first than they can."""
+    CPU among more and more of them when they fall behind, and finish fewer at first than they can. Given the
+    done times only, a goodput: a job retried (by a fault or by the worker itself) counts once, when done."""
     t0 = (t0 + t1) / 2
     return float(np.count_nonzero((finished > t0) & (finished <= t1))) / (t1 - t0)

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from bench.capacity.config import CapacityConfig, CapacityConfigError, make_config, parse_workers
+from bench.capacity.measure import loop_lag_text
 from bench.capacity.model import CapacityResult, ModeResult, WorkerPoint
 from bench.capacity.render import write_outputs
 from bench.capacity.result import assemble, headline, mode_result, rate_text
@@ -151,8 +152,11 @@ class _Session:
                 state = (
                     "backlog grew: saturated" if step.backlog_growing else "backlog bounded: a lower bound"
                 )
+            lag = loop_lag_text(Path(step.run_dir), mode) if step.run_dir else ""
             console.print(
-                f"  {n} worker(s): {rate_text(step.job_rate or 0)} jobs/s ({state})", highlight=False
+                f"  {n} worker(s): {rate_text(step.job_rate or 0)} jobs/s done ({state})"
+                + (f"; {lag}" if lag else ""),
+                highlight=False,
             )
             self.progress.update(task, advance=1)
 

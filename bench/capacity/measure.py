@@ -108,11 +108,18 @@ def outstanding_slope(run_dir: Path, mode: str, w0: float, w1: float) -> float |
 def job_times(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(accepted, finished) epoch seconds of every job of mode (finished: done or parked in the DLQ, inf when
     neither); None when there are no records or some lack an accept time."""
+    times = _job_times(run_dir, mode)
+    return None if times is None else times[:2]
+
+
+def _job_times(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """job_times plus the done times alone (inf for a job not done): what goodput counts."""
     path = run_dir / JOBS_DIR / f"{mode}.jsonl"
     if not path.exists():
         return None
     enq: list[float] = []
     fin: list[float] = []
+    done: list[float] = []
     with path.open() as fh:
         for line in fh:
             if not line.strip():
@@ -123,14 +130,17 @@ def job_times(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
             enq.append(float(rec["enqueued_ts"]))
             end = rec.get("done_ts") if rec.get("done_ts") is not None else rec.get("dead_ts")
             fin.append(float(end) if end is not None else math.inf)
-    return (np.array(enq), np.array(fin)) if enq else None
+            done.append(float(rec["done_ts"]) if rec.get("done_ts") is not None else math.inf)
+    return (np.array(enq), np.array(fin), np.array(done)) if enq else None
 
 
 def backlog_of(run_dir: Path, mode: str, start: float, w0: float, w1: float, floor_per_s: float) -> Backlog:
     """The backlog judgement of a step: from the job records, else the queue depth (slope against the floor)."""
-    times = job_times(run_dir, mode)
+    times = _job_times(run_dir, mode)
     if times is not None:
-        return judge_backlog(*times, start, w0, w1, floor_per_s)
+        # the completion rate counts done jobs only: the workers' goodput, not their retries or the DLQ
+        enq, fin, done = times
+        return judge_backlog(enq, fin, start, w0, w1, floor_per_s, completed=done)
     slope = outstanding_slope(run_dir, mode, w0, w1)
     growing = None if slope is None else slope > floor_per_s
     return Backlog(
@@ -198,3 +208,18 @@ def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[S
         run_dir=str(run_dir),
     )
     return step, lim
+
+
+def loop_lag_text(run_dir: Path, mode: str) -> str:
+    """The workers' loop lag in a step (their "loop lag" log lines, via summary.json), for the console."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    parts = []
+    for w in ((summary.get("modes") or {}).get(mode) or {}).get("workers") or []:
+        p99, bound = w.get("p99_ms"), w.get("bound_ms")
+        worst = p99 if p99 is not None else w.get("max_ms")
+        cpu = ", CPU-bound" if worst is not None and bound is not None and worst > bound else ""
+        parts.append(f"{w.get('worker')} loop lag p99 {worst:g} ms (bound {bound:g} ms{cpu})")
+    return "; ".join(parts)
