@@ -2,8 +2,9 @@
 grow (each refresh parses only the rows written since the last one), judged by analysis's own functions.
 
 The percentiles are exact (analysis.stats: inverted CDF over every sample so far), not Locust's rounded buckets.
-One refresh costs one np.partition over the run's latencies (~10 ms per million samples) and runs at most once
-per REFRESH_S whatever the number of browsers polling.
+One refresh costs one np.partition over the run's latencies (~10 ms per million samples) and the parse of at most
+READ_BYTES per file; it runs at most once per REFRESH_S whatever the number of browsers polling, and in a thread
+of gevent's pool (loadtests/_webui.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from analysis.stats import latency_summary, lateness_summary, verdict
 from runfolder.schema import SAMPLE_COLUMNS, SAMPLES_DIR
 
 REFRESH_S: Final = 1.0
+# A browser opened late in a long run has a backlog of rows to parse: one parse of a million rows held the GIL
+# (pandas) for up to 75 ms, one of 4 MB up to 30 ms. Parses of READ_BYTES (~10k rows), at most PARSES per file and
+# refresh, let the load's loop run between them; a backlog is caught up over a few refreshes.
+READ_BYTES: Final = 1 << 20
+PARSES: Final = 16
 _USED: Final = ("intended_ts", "start_ts", "latency_ms", "latency_corrected_ms", "status", "ok", "job_id")
 
 
@@ -35,7 +41,7 @@ class SampleTail:
         """New complete rows (a row still being written waits for the next read); None when there are none."""
         with self.path.open("rb") as fh:
             fh.seek(self.offset)
-            chunk = fh.read()
+            chunk = fh.read(READ_BYTES)
         end = chunk.rfind(b"\n") + 1
         if end == 0:
             return None
@@ -76,19 +82,23 @@ class LiveNumbers:
     def _read(self) -> None:
         for path in sorted((self.run_dir / SAMPLES_DIR).glob(f"{self.mode}-*.csv")):
             tail = self._tails.setdefault(path, SampleTail(path))
-            rows = tail.read()
-            if rows is None or rows.empty:
-                continue
-            # the headline latency is analysis's: from the intended start in the open model
-            column = "latency_corrected_ms" if self.open else "latency_ms"
-            self._latency.append(rows[column].to_numpy(dtype=float))
-            if self.open:
-                self._lateness.append((rows["start_ts"].to_numpy() - rows["intended_ts"].to_numpy()) * 1000.0)
-            ok = rows["ok"].to_numpy() == 1
-            self.requests += len(rows)
-            self.failures += int(np.count_nonzero(~ok))
-            accepted = (rows["job_id"].to_numpy() != "") & (rows["status"].to_numpy() // 100 == 2)
-            self.accepted += int(np.count_nonzero(accepted))
+            for _ in range(PARSES):
+                rows = tail.read()
+                if rows is None:
+                    break
+                self._add(rows)
+
+    def _add(self, rows: pd.DataFrame) -> None:
+        # the headline latency is analysis's: from the intended start in the open model
+        column = "latency_corrected_ms" if self.open else "latency_ms"
+        self._latency.append(rows[column].to_numpy(dtype=float))
+        if self.open:
+            self._lateness.append((rows["start_ts"].to_numpy() - rows["intended_ts"].to_numpy()) * 1000.0)
+        ok = rows["ok"].to_numpy() == 1
+        self.requests += len(rows)
+        self.failures += int(np.count_nonzero(~ok))
+        accepted = (rows["job_id"].to_numpy() != "") & (rows["status"].to_numpy() // 100 == 2)
+        self.accepted += int(np.count_nonzero(accepted))
 
     def numbers(self) -> dict[str, Any]:
         """requests, failures, error_rate, latency_ms (p50..max), verdict, send_lateness_ms, late, accepted."""
