@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import gevent
 from flask import Response, make_response, request, send_file
@@ -27,8 +27,12 @@ from loadtests._live import LiveNumbers
 from loadtests._owner import RunOwner
 from runfolder.schema import SUMMARY_FILE
 
-if TYPE_CHECKING:
-    from loadtests._hooks import Capture
+
+class Capture(Protocol):
+    """What the tab reads of loadtests._hooks.Capture (a protocol: _hooks imports this module)."""
+
+    owner: RunOwner | None
+
 
 TAB: Final = "offload"
 RUNS_SHOWN: Final = 20

@@ -93,8 +93,8 @@ def up_command(
     console.print(f"workers  {len(stack.workers)}   logs {log_dir}")
     with_target = f" --target {target_file}" if target is not None else ""
     console.print(
-        f"load     set -a; . {env_file}; set +a; locust -f loadtests/ --host {url}{with_target}"
-        "   (web UI on :8089)"
+        f"load     set -a; . {env_file}; set +a; locust -f loadtests/ --config loadtests/locust.conf "
+        f"--host {url}{with_target}   (web UI on http://127.0.0.1:8089, loopback only)"
     )
     console.print("Ctrl-C stops everything.")
     code = 0
