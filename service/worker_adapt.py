@@ -10,7 +10,7 @@ largest loop lag of that window (service/worker_lag.py):
 - lag under the bound and the limit holding claims back: grow, at most once per SETTLE_S (the jobs just
   claimed must show their CPU first; every window until the first decrease). Far under it (a quarter of the
   bound) the limit doubles until the first decrease (slow start: I/O-bound jobs reach max_jobs of 200 from
-  START_JOBS within ~0.4 s), then grows
+  max_jobs / 4 within ~0.2 s), then grows
   by a quarter; under AIM x the bound it grows by one (additive increase), above that it holds.
 An I/O-bound job never lags the loop, so its worker still runs max_jobs; `adaptive_jobs=false` fixes the
 limit at max_jobs (the comparison the benchmark makes).
@@ -25,7 +25,7 @@ CONTROL_S: Final = 0.1
 HOLD_S: Final = 0.5
 SETTLE_S: Final = 0.2  # between two increases: jobs just claimed show their CPU within a page or two
 AIM: Final = 0.7  # a decrease aims the lag at this fraction of the bound, and +1 probes stop there
-START_JOBS: Final = 20  # the limit a worker starts with: low enough that a CPU-heavy burst cannot swamp it
+START_FRACTION: Final = 4  # a worker starts at max_jobs / this: a CPU-heavy first batch cannot swamp it
 
 
 class ClaimLimit:
@@ -35,7 +35,7 @@ class ClaimLimit:
         self.max_jobs = max_jobs
         self.bound_s = bound_s
         self.enabled = enabled
-        self.limit = min(max_jobs, START_JOBS) if enabled else max_jobs
+        self.limit = max(1, max_jobs // START_FRACTION) if enabled else max_jobs
         self.low = self.high = self.limit  # range the limit took (reported with the lag)
         self.decreases = 0
         self._last_decrease = self._last_increase = -HOLD_S

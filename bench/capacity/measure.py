@@ -220,6 +220,6 @@ def loop_lag_text(run_dir: Path, mode: str) -> str:
     for w in ((summary.get("modes") or {}).get(mode) or {}).get("workers") or []:
         p99, bound = w.get("p99_ms"), w.get("bound_ms")
         worst = p99 if p99 is not None else w.get("max_ms")
-        cpu = ", CPU-bound" if worst is not None and bound is not None and worst > bound else ""
+        cpu = ", CPU-bound" if worst is not None and bound is not None and worst >= bound else ""
         parts.append(f"{w.get('worker')} loop lag p99 {worst:g} ms (bound {bound:g} ms{cpu})")
     return "; ".join(parts)
