@@ -48,6 +48,9 @@ ALONE_TESTS = (
     "tests/bench/capacity/test_known_capacity.py::test_a_generator_limited_step_is_never_the_servers_capacity",
 )
 ALONE_MARK = "machine_alone"
+# long tests whose load is light (a few requests/s, no timing judged): collected first of all, so they start at
+# once instead of ending the run late (they take no load lock; see _order)
+LONG_TESTS = ("tests/ci/test_action.py::test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv",)
 # tests that need a Debian tool beyond Python and pip: @pytest.mark.needs_tool("wrk") skips the test, naming the
 # tool and its apt line, when the tool is not on PATH (a machine with only Python and pip passes the suite).
 # .ci/run runs `-m needs_tool` once with the tools made unreachable and fails unless every one of them skips.
@@ -88,13 +91,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the load tests and collect them first (a stable sort: every worker collects the same order)."""
+    """Mark the load tests; collect the long ones, then the loads first (a stable sort after pytest-randomly's
+    shuffle: every worker collects the same order, and the seed still replays it)."""
     for item in items:
         if _listed(item, LOAD_TESTS):
             item.add_marker(LOAD_MARK)
         if _listed(item, ALONE_TESTS):
             item.add_marker(ALONE_MARK)
-    items.sort(key=lambda item: item.get_closest_marker(LOAD_MARK) is None)
+    items.sort(key=_order)
+
+
+def _order(item: pytest.Item) -> int:
+    """Long tests, then the machine-alone loads, then the other loads, then the rest. xdist's first chunk (a
+    quarter of a worker's share, ~35 tests) goes to one worker, which so runs all of them one after the other:
+    the long test never holds the machine while an alone test waits for it on another worker."""
+    if _listed(item, LONG_TESTS):
+        return 0
+    if item.get_closest_marker(ALONE_MARK) is not None:
+        return 1
+    return 2 if item.get_closest_marker(LOAD_MARK) is not None else 3
 
 
 @contextmanager

@@ -323,7 +323,6 @@ def copy_checkout(ws: Path) -> None:
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.one_load_at_a_time  # tests/conftest.py: never beside another load under xdist
 def test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv(tmp_path: Path) -> None:
     """Slow (~2 min): both jobs of perf.yml, the action's steps included, in a fresh venv; the gate passes."""
     started = time.monotonic()
