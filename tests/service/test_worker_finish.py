@@ -117,3 +117,36 @@ async def test_a_finish_without_a_lifecycle_end_is_arqs_own(worker: GracefulWork
         assert (await client.hget(keys.job("plain"), "state")) == b"running"  # nothing of ours was written
     finally:
         await client.aclose()
+
+
+async def test_a_finish_whose_round_trip_fails_is_retried_and_counted_once(
+    worker: GracefulWorker, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25: the finish script is retried within the claim; a repeat of an applied one counts nothing."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from service.worker_conn import LoopLateTimeoutError
+
+    client = AsyncRedis.from_url(redis_url)
+    job_id = "j-retry"
+    await _claimed(client, job_id)
+    real_eval = worker.pool.eval
+    calls: list[int] = []
+
+    async def flaky_eval(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            await real_eval(*args, **kwargs)  # applied, but its reply "timed out"
+            raise LoopLateTimeoutError("late")
+        if len(calls) == 2:
+            raise RedisTimeoutError("redis did not answer")
+        return await real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(worker.pool, "eval", flaky_eval)
+    worker.state.finish_ends[job_id] = _done_end(job_id)
+    await worker.finish_job(job_id, True, None, 0, False, None, None)
+    assert len(calls) == 3
+    assert await client.hget(keys.STATS, "completed") == b"1"  # the applied first try counted, the repeat not
+    assert await client.hget(keys.job(job_id), "state") == b"done"
+    assert await client.zscore(default_queue_name, job_id) is None
+    await client.aclose()

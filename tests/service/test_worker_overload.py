@@ -92,3 +92,16 @@ def started_id(worker) -> str:
     """The worker's id from its start line."""
     wait_for(lambda: bool(worker.events("worker started")), 15, "the worker started", worker)
     return str(worker.events("worker started")[0]["worker_id"])
+
+
+def test_sigterm_under_cpu_overload_drains_and_exits_0(redis_url, client, start_worker):
+    job_ids = enqueue(redis_url, [f"t{i}" for i in range(150)])
+    first = start_worker(**CPU_BOUND_ENV)
+    wait_for(lambda: int(client.hget(keys.STATS, "completed") or 0) >= 20, 30, "20 jobs done", first)
+    assert first.signal_and_wait(signal.SIGTERM, 20) == 0, first.log()[-2000:]
+    assert first.events("shutdown: all jobs finished"), first.log()[-2000:]  # drained, nothing cancelled
+    second = start_worker(**CPU_BOUND_ENV)
+    wait_for(all_in_state(client, job_ids, "done"), 60, "all jobs done", second)
+    assert second.signal_and_wait(signal.SIGTERM) == 0
+    assert all(r["executions"] == 1 for r in records(client, job_ids)), "a job ran twice"
+    assert _log_problems(first.log() + second.log()) == []
