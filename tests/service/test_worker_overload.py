@@ -59,7 +59,9 @@ def test_cpu_bound_jobs_run_fewer_at_once_with_no_retry_and_lag_under_the_bound(
     # hundred ticks within twice the bound (the limit probes upwards and comes back), far from the 0.3 s Redis
     # timeout. The first second is the start's ramp (START_JOBS of these jobs hold the loop ~150 ms per round
     # before the limit reacts): not judged
-    assert max(e["limit_high"] for e in lags) < 30, [(e["limit_low"], e["limit_high"]) for e in lags]
+    assert len(lags) >= 2, worker.log()[-2000:]
+    # the ramp's first beat may reach START_JOBS doubled (31 seen in a loaded suite run): judged after it
+    assert max(e["limit_high"] for e in lags[1:]) < 30, [(e["limit_low"], e["limit_high"]) for e in lags]
     steady: dict[str, int] = {}
     for e in lags[1:]:
         for edge, n in e["counts"].items():
