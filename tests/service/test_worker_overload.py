@@ -59,11 +59,13 @@ def test_cpu_bound_jobs_run_fewer_at_once_with_no_retry_and_lag_under_the_bound(
     # hundred ticks within twice the bound (the limit probes upwards and comes back), far from the 0.3 s Redis
     # timeout. The first second is the start's ramp (START_JOBS of these jobs hold the loop ~150 ms per round
     # before the limit reacts): not judged
-    assert len(lags) >= 2, worker.log()[-2000:]
-    # the ramp's first beat may reach START_JOBS doubled (31 seen in a loaded suite run): judged after it
-    assert max(e["limit_high"] for e in lags[1:]) < 30, [(e["limit_low"], e["limit_high"]) for e in lags]
+    assert len(lags) >= 4, worker.log()[-2000:]
+    # judged once settled (the later half of the beats): the start's slow-start ramp may reach max_jobs on a fast
+    # idle machine before its first cut, and stop at 31 on a loaded one; where it settles depends on neither
+    settled = lags[len(lags) // 2 :]
+    assert max(e["limit_high"] for e in settled) < 30, [(e["limit_low"], e["limit_high"]) for e in lags]
     steady: dict[str, int] = {}
-    for e in lags[1:]:
+    for e in settled:
         for edge, n in e["counts"].items():
             steady[edge] = steady.get(edge, 0) + n
     shown = [(e["p50_ms"], e["p99_ms"], e["max_ms"], e["limit_low"], e["limit_high"]) for e in lags]
