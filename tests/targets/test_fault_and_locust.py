@@ -21,8 +21,10 @@ EXAMPLE = EXAMPLE_DIR / "target.toml"
 def test_worker_sigkill_ends_with_lost_0_after_arq_reruns_the_orphans(tmp_path: Path) -> None:
     # 1 s jobs: some are always running when the worker is killed; arq re-runs them once their in-progress
     # key expires (the example's job_timeout 5 s + 10 s), under the replacement worker
-    args = ["--target", str(EXAMPLE), "--duration", "6s", "--warmup", "1s", "--arrival-rate", "6"]
-    args += ["--drain-timeout", "45s", "--modes", "offload", "--fault", "worker-sigkill@2s"]
+    # the kill comes 4 s in: under a loaded suite the stock worker had run no job yet at 2 s (no orphan to
+    # re-run, the test then had nothing to show)
+    args = ["--target", str(EXAMPLE), "--duration", "8s", "--warmup", "1s", "--arrival-rate", "6"]
+    args += ["--drain-timeout", "45s", "--modes", "offload", "--fault", "worker-sigkill@4s"]
     code, err, run_dir = _run(tmp_path, *args, timeout_s=170, work_ms=1000)
     assert code == 0, err[-3000:]
     assert run_dir is not None
