@@ -46,6 +46,9 @@ LOAD_MARK = "one_load_at_a_time"
 ALONE_TESTS = (
     "tests/bench/capacity/test_known_capacity.py::test_ok_capacity_is_within_15_percent_of_a_known_capacity",
     "tests/bench/capacity/test_known_capacity.py::test_a_generator_limited_step_is_never_the_servers_capacity",
+    # the worker's loop lag includes time its process waits for a core: other tests' CPU showed as 100-120 ms
+    # p99 in a loaded suite run (bound 50 ms, judged <= 100 ms), the worker's own jobs alone as <= 100
+    "tests/service/test_worker_overload.py::test_cpu_bound_jobs_run_fewer_at_once_with_no_retry_and_lag_under_the_bound",
 )
 ALONE_MARK = "machine_alone"
 # long tests whose load is light (a few requests/s, no timing judged): collected first of all, so they start at
