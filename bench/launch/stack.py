@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 import urllib.error
@@ -23,19 +22,16 @@ from bench.errors import signals_deferred
 from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
 from bench.launch.shell import ShellProcess, http_status, shell_argv, start_values
+from bench.launch.startfail import auth_hint, exited_line, not_ready_line
 from runfolder.redact import redact
 from service.settings import WorkProfile
 from targets import Target, load_target
 from targets import placeholders as ph
 
 READY_TIMEOUT_S = 30.0
-LOG_LINES_SHOWN = 5
-TAIL_CHARS = 240  # of each process's log in the one error line
 # after the first process is seen dead, how long the others get to show their own failure (issue 26)
 DEATH_GRACE_S = 1.0
 # what a Redis client logs when it reached a Redis with a password without giving it (redis-py, the server)
-_NO_AUTH = re.compile(r"NOAUTH|Authentication required|AuthenticationError")
-_LOG_SCAN_BYTES = 64 * 1024
 
 
 class StackError(Exception):
@@ -70,33 +66,6 @@ def http_get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict[str, Any]
         return exc.code, body
     except (OSError, ValueError):
         return 0, {}
-
-
-def no_auth_warning(target_file: Path | str) -> str:
-    """The one line a run prints when the embedded Redis starts without a password."""
-    return (
-        "warning: the embedded Redis runs without a password (redis_auth = false in "
-        f"{target_file}); it listens on 127.0.0.1 only"
-    )
-
-
-def _short_tail(proc: ManagedProcess) -> str:
-    """The last whole lines of a process's log that fit in TAIL_CHARS (at least the last), secrets masked."""
-    lines = str(redact(proc.log_tail(LOG_LINES_SHOWN))).split(" | ")
-    tail = lines.pop()
-    while lines and len(lines[-1]) + 3 + len(tail) <= TAIL_CHARS:
-        tail = lines.pop() + " | " + tail
-    return (tail if len(tail) <= TAIL_CHARS else "..." + tail[-TAIL_CHARS:]) or "no output"
-
-
-def _says_no_auth(proc: ManagedProcess) -> bool:
-    """True when the end of a process's log shows Redis's authentication error."""
-    try:
-        with proc.log_path.open("rb") as f:
-            f.seek(max(0, proc.log_path.stat().st_size - _LOG_SCAN_BYTES))
-            return bool(_NO_AUTH.search(f.read().decode(errors="replace")))
-    except OSError:
-        return False
 
 
 def work_env(work: WorkProfile) -> dict[str, str]:
@@ -244,19 +213,7 @@ class Stack:
 
     def _auth_hint(self) -> str:
         """The fix, when a process's log shows Redis's authentication error; '' otherwise."""
-        if self.passwordless_redis or not any(_says_no_auth(p) for p in self._started()):
-            return ""
-        hint = "; the app reached Redis without its password: pass {redis_url} (or {redis_password}) to it"
-        hint += " in [service] env"
-        return hint + ("" if self.external_redis_url else ", or set redis_auth = false under [service]")
-
-    @staticmethod
-    def _by_tail(procs: list[ManagedProcess]) -> dict[tuple[int | None, str], list[str]]:
-        """Names of procs grouped by (exit code, log tail): N workers failing alike are named once."""
-        groups: dict[tuple[int | None, str], list[str]] = {}
-        for proc in procs:
-            groups.setdefault((proc.returncode, _short_tail(proc)), []).append(proc.name)
-        return groups
+        return auth_hint(self._started(), self.passwordless_redis, bool(self.external_redis_url))
 
     def _start_failure(self) -> str:
         """One line naming every process that exited at start, each with its code and its own log's tail.
@@ -268,22 +225,11 @@ class Stack:
         for proc in self._started():
             proc.wait(max(0.0, deadline - time.monotonic()))
         dead = [proc for proc in self._started() if not proc.alive()]
-        parts = [
-            f"{', '.join(names)} exited at start (code {code}): {tail}"
-            for (code, tail), names in self._by_tail(dead).items()
-        ]
-        return "; ".join(parts) + f" (logs: {self.log_dir}){self._auth_hint()}"
+        return exited_line(dead, self.log_dir) + self._auth_hint()
 
     def _not_ready(self, timeout_s: float, what: str, procs: list[ManagedProcess]) -> str:
         """One line for a target still not ready at the deadline: what was missing, the logs of procs."""
-        tails = "; ".join(
-            f"{', '.join(names)}: {tail}" for (_code, tail), names in self._by_tail(procs).items()
-        )
-        return (
-            f"the target was not ready within {timeout_s:.0f} s ({what})"
-            + (f": {tails}" if tails else "")
-            + self._auth_hint()
-        )
+        return not_ready_line(timeout_s, what, procs) + self._auth_hint()
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for a 2xx on the ready path (and workers up); TargetStartError on a death or at the deadline."""

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from bench.errors import UsageError, interrupt_on_sigterm, signals_deferred
 from bench.launch.redis_server import port_in_use
 from bench.launch.shell import http_status
-from bench.launch.stack import Stack, StackError, TargetStartError, check_redis, no_auth_warning
+from bench.launch.stack import Stack, StackError, TargetStartError, check_redis
+from bench.launch.startfail import no_auth_warning
 from bench.run.config import ConfigError, RunConfig, job_modes, load_config, target_of
 from bench.run.faults import REDIS_FAULTS, Fault, FaultError, FaultInjector, parse_fault, rate_overrides
 from bench.run.loadrun import LoadError, run_mode

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from bench.errors import UsageError, interrupt_on_sigterm
-from bench.launch.stack import Stack, StackError, no_auth_warning
+from bench.launch.stack import Stack, StackError
+from bench.launch.startfail import no_auth_warning
 from runfolder.redact import redact
 from service.settings import WorkProfile
 from targets import TargetError, load_target
