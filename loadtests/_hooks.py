@@ -5,10 +5,12 @@ the *run owner* (local runner or master; loadtests/_owner.py) owns the run folde
 (CSV text) and their loadgen numbers to the master over Locust's message channel.
 
 Quit ordering (distributed): the master's runner.quit() fires test_stop on the master first, then tells the
-workers to quit and waits 0.5 s for their last messages; each worker's stop() fires test_stop (we send the last
-sample batch and loadgen numbers there) before its final stats report. So the master finishes the run folder
-at `quitting`, whose listeners fire in reverse order: ours is registered at import, before the MasterRunner's,
-so it runs after the runner has collected the workers' last messages.
+workers to quit; each worker's stop() fires test_stop (we send the last sample batch and loadgen numbers there)
+before its final stats report, then says it quit. Locust's master waits a fixed 0.5 s for those messages, which a
+loaded machine misses (a worker's last report lost: fewer requests counted than samples written, or worse,
+samples lost), so the master's quit here waits until every live worker has said it quit (bounded, QUIT_WAIT_S).
+The master finishes the run folder at `quitting`, whose listeners fire in reverse order: ours is registered at
+import, before the MasterRunner's, so it runs after the runner has collected the workers' last messages.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
+from locust.rpc import Message
+from locust.runners import STATE_MISSING, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests._arrivals import per_stream_cap
 from loadtests._capture import SAMPLES_MESSAGE
@@ -34,6 +37,8 @@ from loadtests._owner import RunOwner
 # on every request of the open model
 gevent.config.track_greenlet_tree = False
 _log = logging.getLogger("loadtests")
+# how long a quitting master waits for its workers' last samples and stats (Locust's own wait is 0.5 s)
+QUIT_WAIT_S = 15.0
 
 
 class Capture:
@@ -193,6 +198,7 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     environment.events.test_start.add_listener(capture.on_test_start)
     environment.events.test_stop.add_listener(capture.on_test_stop)
     if capture.is_master:
+        runner.quit = _patient_quit(runner)
         runner.register_message(SAMPLES_MESSAGE, capture.on_samples)
         runner.register_message(LOADGEN_MESSAGE, capture.on_loadgen)
     if environment.web_ui is not None and not capture.is_worker:
@@ -201,6 +207,33 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         # Ctrl-C/SIGTERM on a worker: stop (test_stop sends the last batch) before the WorkerRunner's own
         # quitting listener, registered earlier and so called later, tells the master it quit
         environment.events.quitting.add_listener(lambda **_: runner.stop())
+
+
+def _patient_quit(runner: Any) -> Any:
+    """MasterRunner.quit, waiting for every live worker to say it quit (its last samples and stats came first)
+    instead of a fixed 0.5 s; a worker that has gone missing is not waited for."""
+
+    quitting = False
+
+    def quit() -> None:
+        nonlocal quitting
+        if quitting:
+            return  # the last worker's "quit" makes a headless master quit again, from inside the wait below
+        quitting = True
+        runner.stop(send_stop_to_client=False)
+        for client in runner.clients.all:
+            runner.server.send_to_client(Message("quit", None, client.id))  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + QUIT_WAIT_S
+        while time.monotonic() < deadline and any(c.state != STATE_MISSING for c in runner.clients.all):
+            gevent.sleep(0.05)
+        left = [c.id for c in runner.clients.all if c.state != STATE_MISSING]
+        if left:
+            _log.warning(
+                "workers %s did not quit within %.0f s: their last samples may be missing", left, QUIT_WAIT_S
+            )
+        runner.greenlet.kill(block=True)
+
+    return quit
 
 
 def _install_tab(environment: Any, capture: Capture) -> None:

@@ -63,6 +63,43 @@ def test_processes_2_open_model(testapp: Server, tmp_path: Path) -> None:
     assert run_json(run_dir)["load"]["processes"] == 2
 
 
+SLOW_STOP = """
+import time
+
+from locust import events
+from locust.runners import WorkerRunner
+
+
+@events.test_stop.add_listener
+def _slow(environment, **_):
+    # a loaded machine: the worker's stop takes longer than Locust's own 0.5 s wait for its last messages
+    if isinstance(environment.runner, WorkerRunner):
+        time.sleep(2)
+"""
+
+
+def test_processes_2_a_slow_worker_stop_loses_no_sample_and_no_count(testapp: Server, tmp_path: Path) -> None:
+    """The master waits for every worker's last samples and stats, however long its stop takes."""
+    run_dir = tmp_path / "run"
+    (tmp_path / "slow_stop.py").write_text(SLOW_STOP)
+    cmd = locust_cmd(
+        testapp.url, "--processes", "2", "-t", "2s", "--arrival-rate", "50", "--run-dir", str(run_dir)
+    )
+    cmd[cmd.index("-f") + 1] += f",{tmp_path / 'slow_stop.py'}"
+    out = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    _check_counts(run_dir, "noop", procs=2)
+    assert all(g["sent"] > 0 for g in loadgen(run_dir, "noop"))
+
+
 def test_master_and_worker_with_a_shape(testapp: Server, tmp_path: Path) -> None:
     """--master plus a separate --worker process (no shared options beyond the master's), with --shape step."""
     run_dir = tmp_path / "run"
