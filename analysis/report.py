@@ -147,6 +147,17 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_summary(run_dir: Path, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """Analyse run_dir and write summary.json only (no plots, no report): the numbers a capacity search
+    judges a step by between steps; build_report writes the same summary and the report later."""
+    th = thresholds or load_thresholds()
+    data = load_run(Path(run_dir))
+    warmup_s = float((data.run.get("load") or {}).get("warmup_s") or 0.0)
+    summary: dict[str, Any] = _clean(Analysis(data, warmup_s, th.percentile, th).summary)
+    _write_atomic(Path(run_dir) / schema.SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return summary
+
+
 def build_report(
     run_dir: Path,
     warmup_s: float | None = None,
