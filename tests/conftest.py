@@ -35,6 +35,7 @@ FIXTURES = REPO / "tests" / "fixtures"
 # Locust's --processes master also binds a fixed port (5557): two such runs at once would collide.
 LOAD_TESTS = (
     "tests/bench/capacity/test_known_capacity.py",
+    "tests/bench/capacity/test_settle.py",
     "tests/benchmarks/test_benchmarks.py::test_benchmark_quick_mode_prints_its_figures",
     "tests/loadtests/test_counts.py",
     "tests/loadtests/test_jobside.py::test_unreachable_redis_skips_the_job_side_with_one_warning",

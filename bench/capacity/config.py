@@ -16,7 +16,7 @@ class CapacityConfigError(ValueError):
 
 
 class CapacityConfig(BaseModel):
-    """What a capacity search needs; the defaults fit the built-in service in about 6 min on 2 cores."""
+    """What a capacity search needs; the defaults fit the built-in service in 6 min (--budget) on 2 cores."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -25,10 +25,11 @@ class CapacityConfig(BaseModel):
     host: str | None = None
     redis_url: str | None = None
     percentile: str = "p95"
-    # 6 s steps (1.2 s warm-up): ~24 steps of three modes and two worker counts fit in ~6 min on 2 cores
-    # (each step also starts and stops its own stack and analyses its run); 20 s gives tighter numbers
-    step_duration_s: float = Field(6.0, gt=0, le=3600)
-    warmup_s: float | None = Field(None, ge=0, description="default: a fifth of a step, at most 5 s")
+    # the longest a step lasts: its length comes from the samples its percentile needs (20 beyond p95: 400
+    # requests), which low rates cannot give in this; a worker step lasts this long
+    step_duration_s: float = Field(12.0, gt=0, le=3600)
+    # the stack is warm after its first step (steps run back to back on it): a second is excluded
+    warmup_s: float | None = Field(None, ge=0, description="default: 1 s (a fifth of a shorter step)")
     min_rate: float = Field(10.0, gt=0)
     max_rate: float = Field(5000.0, gt=0, le=1_000_000)
     factor: float = Field(4.0, gt=1, description="exponential phase: rate multiplier per step")
@@ -38,6 +39,8 @@ class CapacityConfig(BaseModel):
     processes: int = Field(1, ge=1, le=64)
     max_in_flight: int = Field(1000, ge=1)
     out: Path = Path("reports/capacity")
+    budget_s: float = Field(360.0, gt=0, le=86400, description="wall time of one whole search")
+    repeat: int = Field(1, ge=1, le=20, description="run the whole search N times (median and spread)")
 
     @field_validator("percentile")
     @classmethod
@@ -75,7 +78,12 @@ class CapacityConfig(BaseModel):
     @property
     def warmup(self) -> float:
         """Seconds of each step excluded from its numbers."""
-        return self.warmup_s if self.warmup_s is not None else min(5.0, self.step_duration_s / 5)
+        return self.warmup_s if self.warmup_s is not None else min(1.0, self.step_duration_s / 5)
+
+    @property
+    def worker_step_s(self) -> float:
+        """Load time of a worker step: the longest step (the job rate is read in its later half)."""
+        return self.step_duration_s
 
 
 def parse_workers(text: str) -> list[int]:
@@ -102,4 +110,4 @@ def make_config(values: dict[str, Any]) -> CapacityConfig:
         raise CapacityConfigError(f"--{option}: {msg}" if where else msg) from None
 
 
-_OPTION = {"step_duration_s": "step-duration", "warmup_s": "warmup"}
+_OPTION = {"step_duration_s": "step-duration", "warmup_s": "warmup", "budget_s": "budget"}

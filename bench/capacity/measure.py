@@ -16,8 +16,11 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from analysis.config import PERCENTILES
+from analysis.stats import percentile_values
 from bench.capacity.backlog import Backlog, judge_backlog
 from bench.capacity.model import Step
+from bench.capacity.plan import Pooled
 from bench.capacity.verdict import Limits
 from runfolder.schema import JOBS_DIR, LOADGEN_DIR, QUEUE_DIR, SAMPLES_DIR, SUMMARY_FILE
 
@@ -223,3 +226,31 @@ def loop_lag_text(run_dir: Path, mode: str) -> str:
         cpu = ", CPU-bound" if worst is not None and bound is not None and worst >= bound else ""
         parts.append(f"{w.get('worker')} loop lag p99 {worst:g} ms (bound {bound:g} ms{cpu})")
     return "; ".join(parts)
+
+
+def _measured_latencies(run_dir: Path, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(corrected, from the actual send) latency in ms of mode's samples in its measured window."""
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    window = _window(summary, mode) if (summary.get("modes") or {}).get(mode) else None
+    cols = ["intended_ts", "latency_ms", "latency_corrected_ms"]
+    frames = [pd.read_csv(p, usecols=cols) for p in sorted((run_dir / SAMPLES_DIR).glob(f"{mode}-*.csv"))]
+    frames = [f for f in frames if not f.empty]
+    if window is None or not frames:
+        return np.zeros(0), np.zeros(0)
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["intended_ts"] >= window[0]]
+    corrected = df["latency_corrected_ms"].fillna(df["latency_ms"]).to_numpy(dtype=float)
+    return corrected, df["latency_ms"].to_numpy(dtype=float)
+
+
+def pooled(run_dirs: list[Path], mode: str, percentile: str) -> Pooled:
+    """Percentiles of the measured samples of several runs of one step, pooled (never averaged)."""
+    parts = [_measured_latencies(d, mode) for d in run_dirs]
+    corrected = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0)
+    actual = np.concatenate([a for _, a in parts]) if parts else np.zeros(0)
+    if corrected.size == 0:
+        return Pooled(None, None, None, None, None)
+    keys = [percentile, "p50", "p95", "p99"]
+    values = [float(v) for v in percentile_values(corrected, [PERCENTILES[k] for k in keys])]
+    raw = float(percentile_values(actual, [PERCENTILES[percentile]])[0])
+    return Pooled(values[0], raw, values[1], values[2], values[3])

@@ -3,7 +3,12 @@
 The contract keys other tools read: modes.<m>.max_rate.{fast, ok} (req/s, null when not sustainable anywhere in
 the range), modes.<m>.steps[] {rate, achieved_rate, p50, p95, p99, error_rate, generator_limited, sustainable,
 reason}, modes.<m>.jobs.max_rate (offload-like modes), workers.<n>.max_job_rate, usl.{sigma, kappa},
-validity.{valid, notes}. Everything else is there to explain those numbers.
+validity.{valid, notes}, and with --repeat N: repeat.figures.<name>.{median, min, max, spread}.
+Everything else is there to explain those numbers.
+
+Version 2 (issue 23): steps carry `duration_s`, `settle` (the idle state each step started from) and `runs`
+(a marginal step repeated: both run folders, judged on their pooled samples); brackets carry `width` and
+`cut_by`; the result carries `repeat` (null for a single search).
 """
 
 from __future__ import annotations
@@ -14,16 +19,36 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CAPACITY_SCHEMA_VERSION: Final = 1
+CAPACITY_SCHEMA_VERSION: Final = 2
 CAPACITY_FILE: Final = "capacity.json"
 Target = Literal["fast", "ok", "jobs"]
 # what bounds a bracket from above: the server failed there, the generator could not offer that rate, the
 # range (--max-rate) ended; "none": not sustainable even at --min-rate; "unmeasured": no step yet
 LimitedBy = Literal["server", "generator", "range", "none", "unmeasured"]
+# what ended a bracket's narrowing before the precision asked for ("": it was not cut short)
+CutBy = Literal["", "budget", "max-steps", "interrupted", "resolution"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Settle(_Model):
+    """The state a step started from: the previous step's requests and jobs gone (issue 23)."""
+
+    waited_s: float = Field(0.0, description="time spent waiting for the stack to be idle before the step")
+    queue_left: int | None = Field(
+        None, description="jobs the previous step left in the queue when the settle began (null: no queue)"
+    )
+    inflight: int | None = Field(
+        None, description="requests of earlier steps still unanswered when the step started (null: unknown)"
+    )
+    queue: int | None = Field(
+        None,
+        description="jobs in the queue (ready, deferred, in progress) when the step started (null: none)",
+    )
+    restarted: bool = Field(False, description="the stack was restarted: it did not go idle within the bound")
+    note: str = ""
 
 
 class Step(_Model):
@@ -80,6 +105,14 @@ class Step(_Model):
     verdicts: dict[str, Literal["pass", "fail", "unknown"]] = Field(default_factory=dict)
     reason: str = ""
     run_dir: str | None = None
+    duration_s: float | None = Field(None, description="load time of the step (warm-up included), s")
+    settle: Settle | None = None
+    marginal: str = Field(
+        "", description="why the step was repeated (a marginal verdict), '' when it was not"
+    )
+    runs: list[str] = Field(
+        default_factory=list, description="a repeated step: every run folder it is judged on (pooled samples)"
+    )
 
 
 class Bracket(_Model):
@@ -89,6 +122,8 @@ class Bracket(_Model):
     high: float | None = None
     limited_by: LimitedBy = "unmeasured"
     complete: bool = Field(False, description="narrowed to the precision asked for (not cut short)")
+    width: float | None = Field(None, description="high / low: how far the bracket is from one rate")
+    cut_by: CutBy = Field("", description="what ended the narrowing before the precision asked for")
 
 
 class MaxRate(_Model):
@@ -160,6 +195,29 @@ class Validity(_Model):
     info: list[str] = Field(default_factory=list)
 
 
+class Figure(_Model):
+    """One quoted figure over the searches of --repeat N: each search's value, their median and spread."""
+
+    values: list[float | None] = Field(default_factory=list)
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    spread: float | None = Field(None, description="max / min (1.0: every search gave the same figure)")
+
+
+class Repeat(_Model):
+    """--repeat N: the whole search run N times; each quoted figure's median and spread."""
+
+    n: int
+    searches: list[str] = Field(default_factory=list, description="each search's folder (capacity.json)")
+    valid: list[bool] = Field(default_factory=list, description="each search's validity")
+    wall_s: list[float] = Field(default_factory=list, description="each search's wall time, s")
+    figures: dict[str, Figure] = Field(
+        default_factory=dict,
+        description="<mode>.fast, <mode>.ok (req/s), <mode>.jobs (jobs/s), workers.<n> (jobs/s)",
+    )
+
+
 class CapacityResult(_Model):
     """Everything a capacity search found: capacity.json."""
 
@@ -174,6 +232,8 @@ class CapacityResult(_Model):
     workers: dict[str, WorkerPoint] = Field(default_factory=dict)
     usl: USL | None = None
     validity: Validity = Field(default_factory=Validity)
+    wall_s: float | None = Field(None, description="the search's wall time, s")
+    repeat: Repeat | None = None
 
 
 def capacity_schema() -> dict[str, Any]:

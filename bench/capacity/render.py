@@ -27,14 +27,31 @@ def _rate(value: float | None) -> str:
 def _step_row(s: Step) -> list[str]:
     jobs = "" if s.jobs_sustainable is None else ("keeps up" if s.jobs_sustainable else "grows")
     err = f"{s.error_rate:.2%}" if s.error_rate is not None else "-"
-    return [_rate(s.rate), _rate(s.achieved_rate), _ms(s.p50), _ms(s.p95), _ms(s.p99), err,
-            "yes" if s.generator_limited else "", "fast" if s.fast else ("ok" if s.sustainable else "no"),
-            jobs, s.reason]  # fmt: skip
+    why = s.reason + (f" (run twice: {s.marginal})" if s.runs else "")
+    if s.settle is not None and s.settle.note:
+        why += f" (settle: {s.settle.note})"
+    length = f"{s.duration_s:g}" if s.duration_s is not None else "-"
+    return [_rate(s.rate), _rate(s.achieved_rate), length, str(s.requests), _ms(s.p50), _ms(s.p95), _ms(s.p99),
+            err, "yes" if s.generator_limited else "", "fast" if s.fast else ("ok" if s.sustainable else "no"),
+            jobs, why]  # fmt: skip
+
+
+def _repeat_rows(res: CapacityResult) -> list[list[str]]:
+    """figure, median, min, max, max/min, each search's value."""
+    if res.repeat is None:
+        return []
+    return [[name, _rate(f.median), _rate(f.min), _rate(f.max), f"{f.spread:.2f}" if f.spread else "-",
+             ", ".join(_rate(v) for v in f.values)] for name, f in res.repeat.figures.items()]  # fmt: skip
+
+
+REPEAT_COLUMNS = ["figure", "median", "min", "max", "max/min", "each search"]
 
 
 STEP_COLUMNS = [
     "offered/s",
     "achieved/s",
+    "length s",
+    "requests",
     "p50",
     "p95",
     "p99",
@@ -76,6 +93,12 @@ def markdown(res: CapacityResult, plots: dict[str, str]) -> str:
                 "|" + "---|" * len(STEP_COLUMNS)]  # fmt: skip
         for s in sorted(m.steps, key=lambda s: s.rate):
             out.append("| " + " | ".join(_step_row(s)) + " |")
+    if res.repeat is not None:
+        r = res.repeat
+        walls = ", ".join(f"{w:.0f} s" for w in r.wall_s)
+        out += ["", f"## Repeat: {r.n} searches ({sum(r.valid)} valid; wall {walls})", "",
+                "| " + " | ".join(REPEAT_COLUMNS) + " |", "|" + "---|" * len(REPEAT_COLUMNS)]  # fmt: skip
+        out += ["| " + " | ".join(row) + " |" for row in _repeat_rows(res)]
     v = res.validity
     out += ["", "## Validity", "", "valid" if v.valid else "**not fully valid:**"]
     out += [f"- {n}" for n in v.notes] + [f"- (info) {n}" for n in v.info]
@@ -109,6 +132,9 @@ td.n{text-align:right}.head{font-size:1.25em;font-weight:600}.ctx{color:#666;fon
 {% for need in res.usl.needs %}<li>at {{ rate(need.rate) }} req/s:
 {{ "%d worker(s)"|format(need.workers) if need.workers else "no worker count on this machine" }}</li>
 {% endfor %}</ul>{% endif %}
+{% if res.repeat %}<h2>Repeat: {{ res.repeat.n }} searches</h2><table><tr>
+{% for c in repeat_columns %}<th>{{ c }}</th>{% endfor %}</tr>{% for r in repeat_rows %}<tr>
+{% for cell in r %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 <h2>Validity</h2>{% if res.validity.valid %}<p>valid</p>{% else %}<p class="bad">not fully valid:</p>{% endif %}
 <ul>{% for n in res.validity.notes %}<li class="bad">{{ n }}</li>{% endfor %}
 {% for n in res.validity.info %}<li>{{ n }}</li>{% endfor %}</ul>
@@ -128,7 +154,8 @@ def html(res: CapacityResult, plots: dict[str, Path], fast_ms: float, slow_ms: f
     template = Environment(autoescape=True).from_string(_HTML)
     return template.render(
         res=res, images=images, context=CONTEXT, columns=STEP_COLUMNS, row=_step_row, rate=_rate,
-        fast_ms=f"{fast_ms:g}", slow_ms=f"{slow_ms:g}",
+        fast_ms=f"{fast_ms:g}", slow_ms=f"{slow_ms:g}", repeat_columns=REPEAT_COLUMNS,
+        repeat_rows=_repeat_rows(res),
     )  # fmt: skip
 
 

@@ -191,10 +191,32 @@ def _job_capacity(res: CapacityResult, worker_points: Mapping[int, WorkerPoint])
     return info
 
 
+_CUT = {
+    "budget": "the time budget ran out (give more with --budget, or ask less with --precision)",
+    "max-steps": "--max-steps ended the search",
+    "interrupted": "the search was interrupted",
+    "resolution": "the steps disagree at this resolution (non-monotone results)",
+    "": "the search ended early",
+}
+
+
+def _not_narrowed(mode: str, target: str, b: Bracket, precision: float) -> str:
+    """Which bracket was not narrowed, by how much, and what stopped it."""
+    want = f"{precision:.2f}x" if precision != 1.10 else "10 %"
+    if b.low is not None and b.high is not None:
+        where = f"[{rate_text(b.low)}, {rate_text(b.high)}) req/s is {b.width or b.high / b.low:.2f}x wide"
+    elif b.low is not None:
+        where = f"holds at {rate_text(b.low)} req/s, no failing rate found above it"
+    else:
+        where = "unmeasured"
+    return f"{mode} {target}: bracket {where}, not narrowed to {want}: {_CUT.get(b.cut_by, _CUT[''])}"
+
+
 def validity(res: CapacityResult, cores: int | None) -> Validity:
     """Notes make the result not fully trustworthy; info are caveats."""
     notes: list[str] = []
     info: list[str] = []
+    precision = float(res.config.get("precision") or 1.10)
     if res.status != "complete":
         notes.append(f"the search is {res.status}: capacities are from the steps measured so far")
     for mode, m in res.modes.items():
@@ -205,18 +227,35 @@ def validity(res: CapacityResult, cores: int | None) -> Validity:
             if target == "jobs" and m.jobs is not None and m.jobs.basis == "workers":
                 continue  # measured by the worker steps, not by this bracket
             if b.limited_by == "generator":
-                notes.append(
+                # said, not hidden: the figure is quoted as "at least" (issue 23: a generator-limited end is valid)
+                info.append(
                     f"{mode} {target}: the load generator could not send more than {rate_text(b.high or 0)} "
                     "req/s on time; the capacity is a lower bound, not the server's limit (add --processes)"
                 )
             elif not b.complete and b.limited_by != "none":
-                notes.append(f"{mode} {target}: bracket not narrowed to 10 % (step budget or interrupted)")
+                notes.append(_not_narrowed(mode, target, b, precision))
         short = [s for s in m.steps if s.requests and not s.enough_samples]
         if short:
             info.append(
                 f"{mode}: {len(short)} step(s) had too few samples for a trustworthy {m.percentile} "
                 "(lengthen --step-duration)"
             )
+        settles = [s.settle for s in m.steps if s.settle is not None]
+        inherited = [x for x in settles if not x.restarted and ((x.queue or 0) > 0 or (x.inflight or 0) > 0)]
+        if inherited:
+            notes.append(
+                f"{mode}: {len(inherited)} step(s) started before the previous step's requests or jobs were gone "
+                "(an API started elsewhere cannot be restarted)"
+            )
+        restarted = [x for x in settles if x.restarted]
+        if restarted:
+            info.append(
+                f"{mode}: the stack was restarted before {len(restarted)} step(s) (not idle within the settle "
+                f"bound: {restarted[0].note})"
+            )
+        repeated = [s for s in m.steps if s.runs]
+        if repeated:
+            info.append(f"{mode}: {len(repeated)} marginal step(s) run twice and judged on both")
     for n, w in res.workers.items():
         busy = w.machine_cpu_percent
         if busy is not None and busy >= MACHINE_BUSY_PERCENT:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from bench.capacity.model import Bracket, LimitedBy, Step
+from bench.capacity.model import Bracket, CutBy, LimitedBy, Step
 
 PRECISION: Final = 1.10  # the "within 10 %" (mutilate uses 1.02 with much cheaper steps)
 # a bracket bounded by the generator measures the generator, not the server: narrowing it far is a waste of steps
@@ -67,6 +67,9 @@ class Search:
     narrow: tuple[str, ...] | None = None
 
     retry_generator_limited: bool = True
+    # what ended the search before every bracket was narrow enough (set by next_rate, or by the caller when
+    # its time budget ran out or it was interrupted)
+    cut_by: CutBy = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate < self.max_rate:
@@ -110,6 +113,7 @@ class Search:
         if not self.steps:
             return self.min_rate
         if len(self.steps) >= self.max_steps:
+            self.cut_by = self.cut_by or "max-steps"
             return None
         if self._retry is not None:  # a generator stall on a shared machine is often brief: look again once
             return self._retry.rate
@@ -127,6 +131,7 @@ class Search:
             wanted = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
             rate = wanted / self._got_per_asked()
         if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):  # asked before
+            self.cut_by = self.cut_by or "resolution"
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
 
@@ -153,7 +158,16 @@ class Search:
                 why = "none" if top in t.fails else "generator"
             else:
                 why = "server" if top in t.fails else "generator"
-            out[name] = Bracket(low=low, high=top, limited_by=why, complete=self._done(t))
+            done = self._done(t)
+            width = top / low if low and top else None
+            out[name] = Bracket(
+                low=low,
+                high=top,
+                limited_by=why,
+                complete=done,
+                width=width,
+                cut_by="" if done else self.cut_by,
+            )
         return out
 
 
