@@ -128,7 +128,7 @@ def capacity_command(
     redis_url: str = typer.Option(None, help="with --host: the service's Redis, to watch its job side too"),
     percentile: str = typer.Option("p95", help="the percentile judged against 100 ms / 1000 ms"),
     step_duration: str = typer.Option(
-        "12s", help="the longest a step lasts (whole seconds; its length comes from the samples it needs)"
+        "20s", help="the longest a step lasts (whole seconds; its length comes from the samples it needs)"
     ),
     warmup: str = typer.Option(None, help="excluded from each step (default: 1s)"),
     min_rate: float = typer.Option(10.0, help="first rate tried, req/s"),
@@ -138,7 +138,7 @@ def capacity_command(
         1, help="Locust load processes (add some when steps are generator-limited)"
     ),
     max_in_flight: int = typer.Option(1000, help="open model: cap on requests in flight"),
-    max_steps: int = typer.Option(8, help="at most this many steps per mode"),
+    max_steps: int = typer.Option(20, help="at most this many steps per mode (the --budget usually ends it)"),
     factor: float = typer.Option(4.0, help="exponential phase: multiply the rate by this per step"),
     precision: float = typer.Option(1.10, help="narrow each bracket until high <= PRECISION x low"),
     budget: str = typer.Option("6m", help="wall time of one whole search, e.g. 6m, 15m"),

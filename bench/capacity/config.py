@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from analysis.config import PERCENTILES
 from bench.capacity.search import PRECISION
 
+# a worker step: its job rate is counted over the later half of ~14 measured seconds (~7 s of completions)
+WORKER_STEP_S = 16.0
+
 
 class CapacityConfigError(ValueError):
     """A bad capacity option; the message is one line."""
@@ -27,14 +30,14 @@ class CapacityConfig(BaseModel):
     percentile: str = "p95"
     # the longest a step lasts: its length comes from the samples its percentile needs (20 beyond p95: 400
     # requests), which low rates cannot give in this; a worker step lasts this long
-    step_duration_s: float = Field(12.0, gt=0, le=3600)
+    step_duration_s: float = Field(20.0, gt=0, le=3600)
     # the stack is warm after its first step (steps run back to back on it): a second is excluded
     warmup_s: float | None = Field(None, ge=0, description="default: 1 s (a fifth of a shorter step)")
     min_rate: float = Field(10.0, gt=0)
     max_rate: float = Field(5000.0, gt=0, le=1_000_000)
     factor: float = Field(4.0, gt=1, description="exponential phase: rate multiplier per step")
     precision: float = Field(PRECISION, gt=1, le=2)
-    max_steps: int = Field(8, ge=1, le=100, description="per mode")
+    max_steps: int = Field(20, ge=1, le=100, description="per mode (the budget usually ends a search first)")
     workers: list[int] = Field(default_factory=lambda: [1, 2])
     processes: int = Field(1, ge=1, le=64)
     max_in_flight: int = Field(1000, ge=1)
@@ -82,8 +85,8 @@ class CapacityConfig(BaseModel):
 
     @property
     def worker_step_s(self) -> float:
-        """Load time of a worker step: the longest step (the job rate is read in its later half)."""
-        return self.step_duration_s
+        """Load time of a worker step (the job rate is read in its later half): 16 s, or the longest step."""
+        return min(WORKER_STEP_S, self.step_duration_s)
 
 
 def parse_workers(text: str) -> list[int]:

@@ -1,8 +1,9 @@
 """How long a step lasts, when it is repeated, and how two runs of one step are judged together (pure).
 
-A step lasts long enough for the percentile it judges to rest on enough tail samples (the analysis
-thresholds' `tail_samples` beyond it: 20 beyond p95 = 400 requests), bounded above by --step-duration: low
-rates get longer steps, high rates shorter ones. A step is *marginal* when its percentile lands within
+A step lasts long enough for the percentile it judges to rest on enough tail samples (TAIL_SAMPLES beyond
+it: 20 beyond p95 = 400 requests), bounded above by --step-duration: low rates get longer steps, high rates
+shorter ones. While the search still climbs (no rate has failed yet) a step is bounded by a quarter of that:
+those steps are far from every limit, and a marginal one is repeated anyway. A step is *marginal* when its percentile lands within
 MARGIN of a threshold, or when the arrival rate the server got differs from the rate asked for by more than
 Poisson noise explains: such a step is run again at the same rate and judged on both runs' samples pooled.
 """
@@ -21,6 +22,13 @@ from bench.capacity.verdict import Limits
 MARGIN: Final = 0.10  # a percentile within +-10 % of a threshold is marginal
 POISSON_Z: Final = 3.0  # arrivals beyond 3 standard deviations of a Poisson count are not chance
 MIN_MEASURED_S: Final = 2.0  # the shortest measured window: a step also judges growth over time
+TAIL_SAMPLES: Final = 20  # samples beyond the judged percentile (twice the analysis' trust threshold)
+CLIMB_FRACTION: Final = 0.25  # exponential-phase steps last at most this share of --step-duration
+
+
+def samples_needed(percentile: float, tail: int = TAIL_SAMPLES) -> int:
+    """Samples that put `tail` of them beyond the percentile (95.0 -> 400)."""
+    return math.ceil(round(tail / (1.0 - percentile / 100.0), 6))
 
 
 def step_seconds(rate: float, needed: int, warmup_s: float, max_s: float) -> float:

@@ -135,6 +135,11 @@ class Search:
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
 
+    def climbing(self) -> bool:
+        """Still in the exponential phase: some target the search narrows has not failed anywhere yet."""
+        driving = self.narrow if self.narrow is not None else self.targets
+        return any(t.ceiling is None for t in self._t.values() if t.name in driving and not self._done(t))
+
     def _got_per_asked(self) -> float:
         """How the arrivals the server got compare with the rate asked for, over the steps so far."""
         ratios = sorted(

@@ -3,6 +3,7 @@ within a time budget spent where it decides (marginal steps repeated, brackets n
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Final
@@ -10,10 +11,18 @@ from typing import Final
 from rich.console import Console
 from rich.progress import Progress
 
+from analysis.config import PERCENTILES
 from bench.capacity.config import CapacityConfig
 from bench.capacity.measure import loop_lag_text, pooled
 from bench.capacity.model import Step, WorkerPoint
-from bench.capacity.plan import combine, marginal, step_seconds
+from bench.capacity.plan import (
+    CLIMB_FRACTION,
+    MIN_MEASURED_S,
+    combine,
+    marginal,
+    samples_needed,
+    step_seconds,
+)
 from bench.capacity.result import rate_text
 from bench.capacity.search import Search
 from bench.capacity.stackrun import StepStack
@@ -62,12 +71,14 @@ class Session:
         self._steps += 1
         return self._steps
 
-    def step_seconds(self, rate: float) -> float:
-        """Load time of a search step at rate: enough tail samples for the judged percentile, bounded."""
-        from analysis.config import load_thresholds
-
-        needed = load_thresholds().min_samples(self.cfg.percentile)
-        return step_seconds(rate, needed, self.cfg.warmup, self.cfg.step_duration_s)
+    def step_seconds(self, rate: float, climbing: bool) -> float:
+        """Load time of a search step at rate: enough tail samples for the judged percentile, bounded (by a
+        quarter of the bound while the search still climbs: those steps are far from every limit)."""
+        needed = samples_needed(PERCENTILES[self.cfg.percentile])
+        top = self.cfg.step_duration_s
+        if climbing:
+            top = max(math.ceil(self.cfg.warmup + MIN_MEASURED_S), round(CLIMB_FRACTION * top))
+        return step_seconds(rate, needed, self.cfg.warmup, top)
 
     def _reserve_s(self, modes_left: int) -> float:
         """Time kept back for what comes after the searches: worker steps and the step reports."""
@@ -100,7 +111,7 @@ class Session:
         task = self.progress.add_task(f"{mode:>7}: starting", total=cfg.max_steps)
         with StepStack(self.base, min(cfg.workers), self.cap_dir / "stacks" / mode, SETTLE_S) as stack:
             while (rate := search.next_rate()) is not None:
-                duration = self.step_seconds(rate)
+                duration = self.step_seconds(rate, search.climbing())
                 if time.monotonic() + duration + STEP_OVERHEAD_S > mode_deadline and search.steps:
                     search.cut_by = "budget"
                     break

@@ -5,13 +5,26 @@ from __future__ import annotations
 import pytest
 
 from bench.capacity.model import Bracket, CapacityResult, MaxRate, ModeResult, Step, WorkerPoint
-from bench.capacity.plan import Pooled, combine, marginal, step_seconds
+from bench.capacity.plan import Pooled, combine, marginal, samples_needed, step_seconds
 from bench.capacity.repeat import aggregate, figures, repeat_lines
 from bench.capacity.result import validity
 from bench.capacity.search import Search
 from bench.capacity.verdict import Limits, judge
 
 LIM = Limits()
+
+
+def test_twenty_tail_samples_beyond_the_percentile():
+    assert samples_needed(95.0) == 400 and samples_needed(99.0) == 2000 and samples_needed(90.0) == 200
+
+
+def test_the_search_climbs_until_a_narrowed_target_fails():
+    search = Search(10.0, 1000.0)
+    assert search.climbing()
+    search.record(judge(_step(400.0, rate=10.0), LIM, False))  # fast fails, ok holds: ok still climbs
+    assert search.climbing()
+    search.record(judge(_step(5000.0, rate=40.0), LIM, False))
+    assert not search.climbing()
 
 
 def test_a_step_lasts_long_enough_for_its_tail_samples_bounded_above():
