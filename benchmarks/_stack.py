@@ -8,11 +8,14 @@ Each script can write its figures as JSON (`--json PATH`) for run_all.py's final
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _verdict import BUSY, MISSED, median_interval, verdict
 
 from bench.launch.procs import ManagedProcess, python_module
 from bench.launch.redis_server import free_port
@@ -106,20 +109,46 @@ def machine() -> dict[str, Any]:
 
 @dataclass
 class Figure:
-    """One benchmark figure against its goal: `>=` goals are floors, `<=` goals are ceilings."""
+    """One benchmark figure against its goal: `>=` goals are floors, `<=` goals are ceilings.
+
+    A figure measured over alternating pairs carries its 95 % interval (low, high: see _verdict.py) and its
+    verdict comes from the interval; a single measurement (low/high NaN, pairs 0) is judged by its value.
+    busy: a pair was measured while other work used the cores (_machine.py): no verdict then.
+    """
 
     name: str
     measured: float
     goal: float
     op: str  # ">=", "<=", or "info" (printed beside, no goal)
     unit: str = ""
+    low: float = math.nan
+    high: float = math.nan
+    pairs: int = 0
+    busy: bool = False
+
+    @classmethod
+    def from_pairs(
+        cls, name: str, values: list[float], goal: float, op: str, unit: str = "", busy: bool = False
+    ) -> Figure:
+        """The median of per-pair values with its bootstrap interval."""
+        med, low, high = median_interval(values)
+        return cls(name, med, goal, op, unit, low, high, len(values), busy)
+
+    @property
+    def verdict(self) -> str:
+        """met / missed / undecided / machine busy ("" for information)."""
+        if self.op == "info":
+            return ""
+        if self.busy:
+            return BUSY
+        if self.pairs:
+            return verdict(self.low, self.high, self.goal, self.op)
+        return verdict(self.measured, self.measured, self.goal, self.op)
 
     @property
     def met(self) -> bool:
-        """Whether the measured figure meets the goal."""
-        if self.op == "info":
-            return True
-        return self.measured >= self.goal if self.op == ">=" else self.measured <= self.goal
+        """Not missed: met, undecided, machine busy or information (only a missed goal fails a run)."""
+        return self.verdict != MISSED
 
     @property
     def ratio(self) -> float:
@@ -129,6 +158,14 @@ class Figure:
         if self.op == ">=":
             return self.measured / self.goal if self.goal else float("nan")
         return self.goal / self.measured if self.measured > 0 else float("inf")
+
+    def interval_text(self) -> str:
+        """ "[low, high] over N pairs", or "" for a single measurement."""
+        if not self.pairs:
+            return ""
+        if not math.isfinite(self.low):
+            return f"no interval ({self.pairs} pair{'s' if self.pairs != 1 else ''})"
+        return f"95 % CI [{self.low:,.3f}, {self.high:,.3f}]{self.unit} over {self.pairs} pairs"
 
 
 @dataclass
@@ -141,16 +178,16 @@ class Result:
 
     def line(self, fig: Figure) -> str:
         """One printable line per figure."""
-        verdict = "meets" if fig.met else "MISSES"
         if fig.op == "info":
             return f"{fig.name}: {fig.measured:,.3f}{fig.unit}"
+        interval = fig.interval_text()
         return (
-            f"{fig.name}: {fig.measured:,.3f}{fig.unit} (goal {fig.op} {fig.goal:g}{fig.unit}; "
-            f"ratio {fig.ratio:.2f}, {verdict} the goal)"
+            f"{fig.name}: {fig.measured:,.3f}{fig.unit}{' (' + interval + ')' if interval else ''} "
+            f"goal {fig.op} {fig.goal:g}{fig.unit}: {fig.verdict.upper() if fig.verdict == MISSED else fig.verdict}"
         )
 
     def report(self, json_path: Path | None) -> int:
-        """Print the figures (with the machine and the shared-cores caveat), write JSON; 0 if all goals met."""
+        """Print the figures (with the machine and the shared-cores caveat), write JSON; 1 if a goal is missed."""
         m = machine()
         for fig in self.figures:
             print(self.line(fig))
@@ -160,7 +197,9 @@ class Result:
                 "bench": self.bench,
                 "ts": time.time(),
                 "machine": m,
-                "figures": [{**asdict(f), "met": f.met, "ratio": f.ratio} for f in self.figures],
+                "figures": [
+                    {**asdict(f), "met": f.met, "verdict": f.verdict, "ratio": f.ratio} for f in self.figures
+                ],
                 "details": self.details,
             }
             json_path.write_text(json.dumps(payload, indent=2, default=str))
