@@ -1,16 +1,19 @@
-"""Benchmark: one worker process (`python -m service.worker`) draining pre-enqueued jobs, and idle pickup.
+"""Benchmark: our worker (`python -m service.worker`) against arq's stock `Worker`, side by side, and idle pickup.
 
-    .venv/bin/python benchmarks/bench_worker.py [--io-jobs 6000] [--noop-jobs 15000] [--pickups 50]
-                                                [--quick] [--json PATH]
+    .venv/bin/python benchmarks/bench_worker.py [--io-jobs 2000] [--noop-jobs 4000] [--pairs 3]
+        [--max-pairs 6] [--budget-s 100] [--pickups 20] [--quick] [--json PATH]
 
 Jobs are enqueued with service.enqueue (the API's one-round-trip, arq-compatible path) into an embedded
-Redis before the worker starts; the worker runs at the shipped defaults (max_jobs, poll_delay_s) with
-OFFLOAD_LOG_LEVEL=WARNING. Every figure comes from the lifecycle records (service.lifecycle.export_records):
-(a) 0.2 s I/O jobs (pages=1, io_ms=200, io_sigma=0, cpu_ms=0): jobs/s = jobs / (last done - first start),
-    goal >= 450 per process; slot efficiency = jobs/s / (max_jobs / 0.2 s) beside it;
-(b) no-op jobs (pages=0), lifecycle records on: jobs/s, goal >= 1.5k;
-(c) idle pickup: one job at a time into an idle worker, random gaps (so the enqueue falls anywhere in the
-    poll cycle); p50 of (first attempt start - enqueued_ts), goal <= 50 ms.
+Redis before a worker starts; then one worker process drains them: ours at the shipped defaults, or the peer
+(benchmarks/_arq_stock.py: arq's own `Worker` class with the same job function, Redis, slot count, poll delay
+and the rest of our arq arguments). Runs alternate ours/stock, stock/ours (pairs adjacent in time). Both are
+timed the same way, from arq's queue (a job leaves `arq:queue` when it is finished): jobs/s = jobs finished
+after the first one / the time since it; the worker's CPU per job over the same span.
+(a) no-op jobs (pages=0), every reliability feature on: ours / stock jobs/s per pair, goal >= 1.3 (median of
+    the pairs, 95 % bootstrap interval; undecided adds pairs up to --max-pairs or --budget-s);
+(b) 0.2 s I/O jobs (pages=1, io_ms=200, io_sigma=0, cpu_ms=0): ours / stock, information;
+(c) idle pickup of ours (information): one job at a time into an idle worker, random gaps; p50 of
+    (first attempt start - enqueued_ts).
 """
 
 from __future__ import annotations
@@ -25,23 +28,27 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import _profile
 import numpy as np
 import redis
-from _stack import SHARED_CORES_NOTE, Figure, Result, cpu_seconds, start_worker, stop
+from _machine import Watch
+from _stack import REPO, SHARED_CORES_NOTE, Figure, Result, clean_env, cpu_seconds, start_worker, stop
+from _verdict import run_pairs
 from redis.asyncio import Redis as AsyncRedis
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
+from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis
 from service import keys, lifecycle
 from service.enqueue import enqueue_backfill
 from service.settings import Settings
 
 IO_JOB_S = 0.2
-IO_GOAL_JOBS_S = 450.0
-NOOP_GOAL_JOBS_S = 1500.0
-PICKUP_GOAL_MS = 50.0
+NOOP_RATIO_GOAL = 1.3  # ours / stock arq, no-op jobs (issue 22)
+QUEUE = "arq:queue"  # a job stays in arq's queue until it is finished (by either worker)
+STOCK = [sys.executable, str(Path(__file__).resolve().parent / "_arq_stock.py")]
+SIDES = ("ours", "stock")
 IO_PROFILE = {"OFFLOAD_PAGES": "1", "OFFLOAD_IO_MS": "200", "OFFLOAD_IO_SIGMA": "0", "OFFLOAD_CPU_MS": "0"}
 NOOP_PROFILE = {"OFFLOAD_PAGES": "0", "OFFLOAD_CPU_MS": "0"}
 
@@ -128,36 +135,6 @@ def drain_rate(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def drain(
-    store: EmbeddedRedis,
-    n: int,
-    profile: dict[str, str],
-    log: Path,
-    progress: Progress,
-    label: str,
-    spy_out: Path | None = None,
-) -> dict[str, float]:
-    """Flush, enqueue n jobs, start one worker, wait for all of them, stop it; the drain rate.
-
-    spy_out: record a py-spy profile of the worker there (it slows the worker: figures are then indicative).
-    """
-    client = redis.Redis.from_url(store.url)
-    client.flushdb()
-    job_ids = enqueue(store.url, n)
-    worker = start_worker(store.url, log, **profile)
-    spy = _profile.attach(worker.pid, spy_out) if spy_out is not None and worker.pid else None
-    pids = {"worker": worker.pid, "redis": store.proc.pid if store.proc else None}
-    try:
-        cpu = wait_completed(client, n, 120.0, progress, label, pids)
-    finally:
-        stop(worker)
-        if spy is not None:
-            spy.wait(30)
-    records = list(lifecycle.export_records(client, job_ids))
-    client.close()
-    return {**drain_rate(records), **cpu}
-
-
 def pickup(store: EmbeddedRedis, n: int, log: Path, progress: Progress, seed: int = 1) -> list[float]:
     """Enqueue n jobs one at a time into an idle worker; (first start - enqueued_ts) in ms per job."""
     client = redis.Redis.from_url(store.url)
@@ -191,105 +168,157 @@ def pickup(store: EmbeddedRedis, n: int, log: Path, progress: Progress, seed: in
     return lat_ms
 
 
+def timed_drain(
+    store: EmbeddedRedis, n: int, profile: dict[str, str], log: Path, progress: Progress, side: str
+) -> dict[str, float]:
+    """Flush, enqueue n jobs, drain them with one worker (ours or arq's stock one), stop it.
+
+    Timed from arq's queue, the same way for both: jobs finished after the first one / the time since it,
+    and the worker's CPU time per job over that span. Checked: every job started an attempt (its lifecycle
+    record), so a worker failing its jobs fast cannot pass for a fast one.
+    """
+    client = redis.Redis.from_url(store.url)
+    client.flushdb()
+    job_ids = enqueue(store.url, n)
+    if side == "stock":
+        env = clean_env(
+            OFFLOAD_REDIS_URL=store.url, OFFLOAD_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO), **profile
+        )
+        worker = ManagedProcess("stock-worker", STOCK, env, log, cwd=REPO).start()
+    else:
+        worker = start_worker(store.url, log, **profile)
+    task = progress.add_task(f"{side}: {n:,} jobs", total=n)
+    first: tuple[float, int, float] | None = None
+    last: tuple[float, int, float] = (time.monotonic(), 0, 0.0)
+    deadline = time.monotonic() + 180.0
+    try:
+        while time.monotonic() < deadline and worker.alive():
+            done = n - int(client.zcard(QUEUE))
+            last = (time.monotonic(), done, cpu_seconds(worker.pid))
+            if first is None and done > 0:
+                first = last
+            progress.update(task, completed=done)
+            if done >= n:
+                break
+            time.sleep(0.01)
+    finally:
+        progress.remove_task(task)
+        stop(worker)
+    started = sum(1 for r in lifecycle.export_records(client, job_ids) if r["attempts"])
+    client.close()
+    errors = sum(1 for line in log.read_text(errors="replace").splitlines() if "Traceback" in line)
+    if first is None or last[1] <= first[1]:
+        return {"jobs_s": float("nan"), "cpu_us": float("nan"), "cpu_share": float("nan"),
+                "done": float(last[1]), "started": float(started), "errors": float(errors)}  # fmt: skip
+    span_s, jobs = last[0] - first[0], last[1] - first[1]
+    return {
+        "jobs_s": jobs / span_s,
+        "cpu_us": (last[2] - first[2]) / jobs * 1e6,
+        "cpu_share": (last[2] - first[2]) / span_s,
+        "done": float(last[1]),
+        "started": float(started),
+        "errors": float(errors),
+    }
+
+
+def compare(
+    store: EmbeddedRedis, n: int, profile: dict[str, str], tmp: Path, progress: Progress, what: str,
+    pairs: tuple[int, int], budget_s: float, watch: Watch, goal: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """ours/stock, stock/ours, ... pairs of drains; per pair the ratio of jobs/s (ours / stock)."""
+    runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    busy: list[bool] = []
+
+    def one_pair(i: int) -> None:
+        free = watch.check(f"{what} pair {i + 1}")
+        got = {}
+        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            got[side] = timed_drain(store, n, profile, tmp / f"{what}-{i}-{side}.log", progress, side)
+            runs.append({"pair": i, "side": side, **got[side]})
+        ratios.append(got["ours"]["jobs_s"] / got["stock"]["jobs_s"])
+        busy.append(not free)
+
+    def decided() -> bool:
+        if goal is None:
+            return True
+        return Figure.from_pairs("", ratios, goal, ">=").verdict in ("met", "missed")
+
+    run_pairs(one_pair, decided, pairs[0], pairs[1], budget_s)
+    return {"runs": runs, "ratios": ratios, "busy": any(busy)}
+
+
+def _median(runs: list[dict[str, Any]], side: str, key: str) -> float:
+    values = [r[key] for r in runs if r["side"] == side]
+    return float(np.median(values)) if values else float("nan")
+
+
 def main() -> int:
-    """Run the three worker scenarios and print the figures."""
-    parser = argparse.ArgumentParser(description="worker jobs/s (0.2 s I/O and no-op jobs), idle pickup")
-    parser.add_argument("--io-jobs", type=int, default=6000, help="0.2 s I/O jobs to drain")
-    parser.add_argument("--noop-jobs", type=int, default=15000, help="no-op jobs to drain")
-    parser.add_argument("--pickups", type=int, default=50, help="jobs enqueued one at a time (idle pickup)")
+    """Run ours against arq's stock worker (no-op and 0.2 s I/O jobs), idle pickup; print the figures."""
+    parser = argparse.ArgumentParser(description="our worker / arq's stock worker (jobs/s), idle pickup")
+    parser.add_argument("--io-jobs", type=int, default=2000, help="0.2 s I/O jobs per drain")
+    parser.add_argument("--noop-jobs", type=int, default=4000, help="no-op jobs per drain")
+    parser.add_argument("--pairs", type=int, default=3, help="ours/stock pairs at least (no-op)")
+    parser.add_argument("--max-pairs", type=int, default=6, help="no-op pairs at most (while undecided)")
+    parser.add_argument("--io-pairs", type=int, default=2, help="0.2 s I/O pairs (information)")
+    parser.add_argument("--budget-s", type=float, default=100.0, help="no more no-op pairs after this")
+    parser.add_argument("--pickups", type=int, default=20, help="jobs enqueued one at a time (idle pickup)")
     parser.add_argument("--quick", action="store_true", help="tiny runs (a smoke test, figures meaningless)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here (for run_all.py)")
-    parser.add_argument(
-        "--profile", type=Path, default=None, help="py-spy the worker; profiles in this folder"
-    )
     args = parser.parse_args()
     if args.quick:
-        args.io_jobs, args.noop_jobs, args.pickups = 300, 500, 5
+        args.io_jobs, args.noop_jobs, args.pickups = 200, 300, 3
+        args.pairs = args.max_pairs = args.io_pairs = 1
     defaults = Settings.model_fields
     max_jobs = int(defaults["max_jobs"].default)
     poll_delay_s = float(defaults["poll_delay_s"].default)
     console = Console()
+    watch = Watch()
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp_text:
         tmp = Path(tmp_text)
         store = EmbeddedRedis(tmp / "redis")
         try:
             store.start()
             with Progress(console=console, transient=True) as progress:
-                spy = {k: args.profile / f"worker-{k}.txt" if args.profile else None for k in ("io", "noop")}
-                if args.profile:
-                    args.profile.mkdir(parents=True, exist_ok=True)
-                io = drain(
-                    store, args.io_jobs, IO_PROFILE, tmp / "w-io.log", progress, "0.2 s I/O jobs", spy["io"]
-                )
-                noop = drain(
-                    store,
-                    args.noop_jobs,
-                    NOOP_PROFILE,
-                    tmp / "w-noop.log",
-                    progress,
-                    "no-op jobs",
-                    spy["noop"],
-                )
+                noop = compare(store, args.noop_jobs, NOOP_PROFILE, tmp, progress, "noop",
+                               (args.pairs, args.max_pairs), args.budget_s, watch, NOOP_RATIO_GOAL)  # fmt: skip
+                io = compare(store, args.io_jobs, IO_PROFILE, tmp, progress, "io",
+                             (args.io_pairs, args.io_pairs), 0.0, watch, None)  # fmt: skip
                 pick_ms = pickup(store, args.pickups, tmp / "w-pickup.log", progress)
         finally:
             store.cleanup()
-    ideal = max_jobs / IO_JOB_S
-    efficiency = io["jobs_s"] / ideal
-    print(f"worker defaults: max_jobs {max_jobs}, poll_delay_s {poll_delay_s:g}; one worker process")
-    print(
-        f"(a) 0.2 s I/O jobs: {io['done']:,.0f}/{io['jobs']:,.0f} done in {io['span_s']:.2f} s = "
-        f"{io['jobs_s']:,.0f} jobs/s; slot efficiency {efficiency:.2f} (ideal {ideal:,.0f} jobs/s); "
-        f"re-runs {io['duplicates']:.0f}"
-    )
-    print(
-        f"(b) no-op jobs: {noop['done']:,.0f}/{noop['jobs']:,.0f} done in {noop['span_s']:.2f} s = "
-        f"{noop['jobs_s']:,.0f} jobs/s; re-runs {noop['duplicates']:.0f}"
-    )
-    if "worker_us_per_job" in noop:
-        print(
-            f"    what (b) depends on: the worker's CPU per no-op job {noop['worker_us_per_job']:,.0f} us "
-            f"(at {noop['worker_cpu_share']:.0%} of a core; Redis {noop['redis_us_per_job']:,.0f} us per job, "
-            f"{noop['redis_cpu_share']:.0%} of a core): a worker near 100 % of a core is CPU-bound, its jobs/s "
-            f"~ 1e6 / its us per job ({1e6 / noop['worker_us_per_job']:,.0f}); that CPU is mostly redis-py/asyncio "
-            "work on 3 Redis round trips per job: arq's start, ours, one finish script (see README, --profile)"
-        )
+    table = Table(title="worker drains, ours vs arq's stock Worker (alternating pairs)")
+    for col in ("jobs", "pair", "worker", "jobs/s", "CPU us/job", "CPU share", "started", "tracebacks"):
+        table.add_column(col, justify="right")
+    for what, res in (("no-op", noop), ("0.2 s I/O", io)):
+        for r in res["runs"]:
+            table.add_row(what, str(r["pair"] + 1), r["side"], f"{r['jobs_s']:,.0f}", f"{r['cpu_us']:,.0f}",
+                          f"{r['cpu_share']:.0%}", f"{r['started']:,.0f}/{r['done']:,.0f}", f"{r['errors']:.0f}")  # fmt: skip
+    console.print(table)
+    print(f"both workers: max_jobs {max_jobs}, poll_delay_s {poll_delay_s:g}; one process each; the stock one "
+          "is arq's Worker class with our arq arguments and job function, on the stdlib asyncio loop")  # fmt: skip
+    print("ours / stock per pair: no-op " + ", ".join(f"{r:.2f}" for r in noop["ratios"])
+          + "; 0.2 s I/O " + ", ".join(f"{r:.2f}" for r in io["ratios"]))  # fmt: skip
     p50 = float(np.percentile(pick_ms, 50)) if pick_ms else float("nan")
     p95 = float(np.percentile(pick_ms, 95)) if pick_ms else float("nan")
-    print(f"(c) idle pickup over {len(pick_ms)} jobs: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    print(f"idle pickup (ours) over {len(pick_ms)} jobs: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    print(watch.text())
     print(f"note: {SHARED_CORES_NOTE}")
-    if args.profile:
-        print("profiled with py-spy (slows the worker): the figures above are indicative only")
-        for key, label in (("io", "the worker, 0.2 s I/O jobs"), ("noop", "the worker, no-op jobs")):
-            path = spy[key]
-            if path is not None and path.exists():
-                _profile.print_top(path, label)
-    # what the no-op rate depends on (absent when a --quick run finished before a second progress poll)
-    cpu_figures = [
-        Figure(name, noop[key], 0.0, "info", unit)
-        for name, key, unit in (
-            ("worker CPU per no-op job", "worker_us_per_job", " us"),
-            ("worker CPU share (cores) while draining no-op jobs", "worker_cpu_share", ""),
-        )
-        if key in noop
-    ]
-    result = Result(
-        "worker",
-        [
-            Figure("0.2 s I/O jobs/s per process", io["jobs_s"], IO_GOAL_JOBS_S, ">="),
-            Figure("slot efficiency of (a)", efficiency, 0.0, "info"),
-            Figure("no-op jobs/s per process", noop["jobs_s"], NOOP_GOAL_JOBS_S, ">="),
-            *cpu_figures,
-            Figure("idle pickup p50", p50, PICKUP_GOAL_MS, "<=", " ms"),
-        ],
-        {
-            "max_jobs": max_jobs,
-            "poll_delay_s": poll_delay_s,
-            "io": io,
-            "noop": noop,
-            "pickup_ms": {"p50": p50, "p95": p95, "n": len(pick_ms)},
-        },
-    )
-    return result.report(args.json)
+    figures = [
+        Figure.from_pairs("no-op jobs/s, ours / stock arq", noop["ratios"], NOOP_RATIO_GOAL, ">=", busy=noop["busy"]),
+        Figure("worker CPU per no-op job, ours", _median(noop["runs"], "ours", "cpu_us"), 0.0, "info", " us"),
+        Figure("worker CPU per no-op job, stock arq", _median(noop["runs"], "stock", "cpu_us"), 0.0, "info", " us"),
+        Figure("no-op jobs/s, ours (info)", _median(noop["runs"], "ours", "jobs_s"), 0.0, "info"),
+        Figure("no-op jobs/s, stock arq (info)", _median(noop["runs"], "stock", "jobs_s"), 0.0, "info"),
+        Figure.from_pairs("0.2 s I/O jobs/s, ours / stock arq", io["ratios"], 0.0, "info"),
+        Figure("worker CPU per 0.2 s I/O job, ours", _median(io["runs"], "ours", "cpu_us"), 0.0, "info", " us"),
+        Figure("worker CPU per 0.2 s I/O job, stock arq", _median(io["runs"], "stock", "cpu_us"), 0.0, "info", " us"),
+        Figure("0.2 s I/O slot efficiency, ours", _median(io["runs"], "ours", "jobs_s") / (max_jobs / IO_JOB_S), 0.0, "info"),
+        Figure("idle pickup p50, ours (info)", p50, 0.0, "info", " ms"),
+    ]  # fmt: skip
+    details = {"max_jobs": max_jobs, "poll_delay_s": poll_delay_s, "noop": noop, "io": io,
+               "pickup_ms": {"p50": p50, "p95": p95, "n": len(pick_ms)}, "machine_checks": watch.summary()}  # fmt: skip
+    return Result("worker", figures, details).report(args.json)
 
 
 if __name__ == "__main__":
