@@ -1,14 +1,17 @@
 """Benchmark: what raw-sample capture costs Locust. Max request rate with capture on vs off, side by side.
 
-    .venv/bin/python benchmarks/bench_capture.py [--rounds 6] [--duration-s 15] [--users 20] [--host URL]
+    .venv/bin/python benchmarks/bench_capture.py [--rounds 4] [--max-rounds 8] [--budget-s 100]
+        [--duration-s 15] [--users 20] [--host URL]
 
 Starts an embedded Redis and the real API (`python -m service.api`) unless --host is given (or, with
 --server testapp, the minimal ASGI app of tests/loadtests/testapp.py), then alternates
 headless single-process Locust runs (closed model, POST /noop/sources, no wait) with `--capture on` and
-`--capture off` (ABBA order, so drift hits both alike). Each run's rate is Locust's own request count over the
-test's duration (run.json); the load process's CPU comes from loadgen/. Prints the ratio of the median rates
-on/off; goal >= 0.97 (issue 15). With --before, another checkout's runs alternate with ours (e.g. `git worktree
-add /tmp/before <commit>`). Exit 1 when below the goal. Meaningful only when Locust, not the API, is the
+`--capture off` in pairs (on/off, off/on, ...: two runs adjacent in time, so drift hits both alike). Each
+run's rate is Locust's own request count over the test's duration (run.json); the load process's CPU comes
+from loadgen/. The figure is the median of the pairs' on/off ratios with a 95 % bootstrap interval; goal
+>= 0.97 (issue 15), verdict from the interval (issue 22; pairs are added while undecided, up to --max-rounds
+or --budget-s). With --before, another checkout's runs alternate with ours (e.g. `git worktree
+add /tmp/before <commit>`). Exit 1 when the goal is missed. Meaningful only when Locust, not the API, is the
 bottleneck: check the Locust CPU column (near 100 % of a core).
 """
 
@@ -24,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _machine import Watch
 from _stack import REPO, SHARED_CORES_NOTE, Figure, Result, clean_env, start_api, start_server, stop
+from _verdict import MET, MISSED, run_pairs
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -49,6 +54,16 @@ UVICORN = [
 def _ratio(a: float, b: float) -> float:
     """a / b, NaN when b is 0 (a tiny --quick run may have no CPU sample or no request)."""
     return a / b if b else float("nan")
+
+
+def pair_ratios(results: list[dict[str, Any]], checkout: str, key: str) -> list[float]:
+    """on / off of each pair (two runs adjacent in time) of one checkout."""
+    out = []
+    for i in sorted({r["pair"] for r in results}):
+        got = {r["capture"]: r[key] for r in results if r["pair"] == i and r["checkout"] == checkout}
+        if set(got) == {"on", "off"}:
+            out.append(_ratio(got["on"], got["off"]))
+    return out
 
 
 def one_run(
@@ -111,7 +126,9 @@ def in_process(before: Path | None, json_path: Path | None) -> int:
 def main() -> int:
     """Alternate capture on/off runs and print the ratio of the median rates."""
     parser = argparse.ArgumentParser(description="Locust max rate with raw-sample capture on vs off")
-    parser.add_argument("--rounds", type=int, default=6, help="runs per setting (even: ABBA pairs)")
+    parser.add_argument("--rounds", type=int, default=4, help="on/off pairs at least (on/off, off/on, ...)")
+    parser.add_argument("--max-rounds", type=int, default=8, help="pairs at most (while undecided)")
+    parser.add_argument("--budget-s", type=float, default=100.0, help="no more pairs after this")
     parser.add_argument("--duration-s", type=int, default=15, help="length of each run")
     parser.add_argument("--users", type=int, default=20, help="closed-model users (no wait time)")
     parser.add_argument("--host", default="", help="an API already running (default: start one)")
@@ -131,12 +148,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here (for run_all.py)")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.duration_s, args.users = 1, 1, 5
+        args.rounds, args.max_rounds, args.duration_s, args.users = 1, 1, 1, 5
     if args.in_process:
         return in_process(args.before, args.json)
     console = Console()
     results: list[dict[str, Any]] = []
-    order = [("on", "off") if i % 2 == 0 else ("off", "on") for i in range(args.rounds)]
+    watch = Watch()
     checkouts = {"this": REPO} | ({"before": args.before.resolve()} if args.before else {})
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp_text:
         tmp = Path(tmp_text)
@@ -152,14 +169,22 @@ def main() -> int:
                 redis_server.start()
                 api, host = start_api(redis_server.url, tmp / "api.log")
             with Progress(console=console) as progress:
-                task = progress.add_task("capture on/off runs", total=2 * args.rounds * len(checkouts))
-                for i, pair in enumerate(order):
+                task = progress.add_task("capture on/off runs", total=2 * args.max_rounds * len(checkouts))
+
+                def one_pair(i: int) -> None:
+                    free = watch.check(f"pair {i + 1}")
                     for label, checkout in checkouts.items():
-                        for capture in pair:
+                        for capture in ("on", "off") if i % 2 == 0 else ("off", "on"):
                             run_dir = tmp / f"r{i}-{label}-{capture}"
                             run = one_run(host, capture, args.duration_s, args.users, run_dir, checkout)
-                            results.append({"checkout": label, **run})
+                            results.append({"checkout": label, "pair": i, "busy": not free, **run})
                             progress.advance(task)
+
+                def decided() -> bool:
+                    fig = Figure.from_pairs("", pair_ratios(results, "this", "rate"), GOAL, ">=")
+                    return fig.verdict in (MET, MISSED)
+
+                run_pairs(one_pair, decided, args.rounds, args.max_rounds, args.budget_s)
         finally:
             stop(api)
             if redis_server is not None:
@@ -187,24 +212,29 @@ def main() -> int:
         )
         medians[label] = {"on": on, "off": off, "cpu_us_on": us_on, "cpu_us_off": us_off}
         print(
-            f"{label}: median req/s: capture on {on:,.0f}, off {off:,.0f}; ratio on/off {_ratio(on, off):.3f}; "
+            f"{label}: median req/s: capture on {on:,.0f}, off {off:,.0f}; on/off per pair "
+            + ", ".join(f"{r:.3f}" for r in pair_ratios(results, label, "rate"))
+            + "; "
             f"Locust CPU per request on {us_on:.0f} us, off {us_off:.0f} us"
         )
         suffix = "" if label == "this" else f" ({label})"
         figures.append(
-            Figure(
+            Figure.from_pairs(
                 "Locust max rate, capture on/off" + suffix,
-                _ratio(on, off),
+                pair_ratios(results, label, "rate"),
                 GOAL,
                 ">=" if label == "this" else "info",
+                busy=any(r["busy"] for r in results),
             )
         )
         # the max rate of a CPU-bound generator is 1 / CPU per request: the same ratio, measured by CPU time
         cpu_ratio = _ratio(us_off, us_on)
         if math.isfinite(cpu_ratio):  # a 1 s --quick run may have no CPU sample: no figure then
             figures.append(Figure("Locust CPU per request, capture off/on" + suffix, cpu_ratio, GOAL, "info"))
+    print(watch.text())
     print(f"note: {SHARED_CORES_NOTE}")
-    result = Result("capture", figures, {"runs": results, "medians": medians, "args": vars(args)})
+    details = {"runs": results, "medians": medians, "args": vars(args), "machine_checks": watch.summary()}
+    result = Result("capture", figures, details)
     return result.report(args.json)
 
 
