@@ -27,8 +27,9 @@ test-repeat:
 run:
 	$(BIN)/offload-bench run
 
-# a machine shared with other heavy runs: make bench BENCH_ARGS="--lock /tmp/ob-heavy.lock" (each benchmark
-# under `flock FILE`); one benchmark: BENCH_ARGS="--only worker". Under 10 minutes.
+# every goal a ratio against a peer run alongside (alternating pairs, median + 95 % interval, verdict); exits 1
+# only on a missed goal. A machine shared with other heavy runs: make bench BENCH_ARGS="--lock /tmp/ob-heavy.lock"
+# (each benchmark under `flock FILE`); one benchmark: BENCH_ARGS="--only worker". Under 10 minutes.
 bench:
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 

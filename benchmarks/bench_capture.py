@@ -1,6 +1,6 @@
 """Benchmark: what raw-sample capture costs Locust. Max request rate with capture on vs off, side by side.
 
-    .venv/bin/python benchmarks/bench_capture.py [--rounds 4] [--max-rounds 8] [--budget-s 100]
+    .venv/bin/python benchmarks/bench_capture.py [--rounds 4] [--max-rounds 8] [--budget-s 120]
         [--duration-s 15] [--users 20] [--host URL]
 
 Starts an embedded Redis and the real API (`python -m service.api`) unless --host is given (or, with
@@ -128,7 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Locust max rate with raw-sample capture on vs off")
     parser.add_argument("--rounds", type=int, default=4, help="on/off pairs at least (on/off, off/on, ...)")
     parser.add_argument("--max-rounds", type=int, default=8, help="pairs at most (while undecided)")
-    parser.add_argument("--budget-s", type=float, default=100.0, help="no more pairs after this")
+    parser.add_argument("--budget-s", type=float, default=120.0, help="no more pairs after this")
     parser.add_argument("--duration-s", type=int, default=15, help="length of each run")
     parser.add_argument("--users", type=int, default=20, help="closed-model users (no wait time)")
     parser.add_argument("--host", default="", help="an API already running (default: start one)")

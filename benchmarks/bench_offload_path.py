@@ -1,7 +1,7 @@
 """Benchmark: the offload endpoint vs the noop endpoint on the same server, no worker running (issues 15.5, 22).
 
     .venv/bin/python benchmarks/bench_offload_path.py [--pairs 3] [--duration-s 6] [--rate 200]
-        [--locust-pairs 4] [--max-locust-pairs 8] [--budget-s 135] [--locust-duration-s 10]
+        [--locust-pairs 4] [--max-locust-pairs 8] [--budget-s 150] [--locust-duration-s 10]
         [--profile DIR] [--quick] [--json PATH]
 
 One embedded Redis and one API process (`python -m service.api`, uvicorn, one process); no worker, so the
@@ -125,7 +125,7 @@ def main() -> int:
     parser.add_argument(
         "--max-locust-pairs", type=int, default=8, help="open-model pairs at most (undecided)"
     )
-    parser.add_argument("--budget-s", type=float, default=135.0, help="no more open-model pairs after this")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="no more open-model pairs after this")
     parser.add_argument("--locust-duration-s", type=float, default=10.0, help="length of each Locust run")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="dropped from each Locust run's start")
     parser.add_argument("--no-cross-check", action="store_true", help="skip Locust's closed-model max rate")
