@@ -34,9 +34,9 @@ from bench.run.config import ConfigError, RunConfig, job_modes, load_config, par
 from runfolder.rundir import new_run_id, run_metadata
 
 console = Console(stderr=True, soft_wrap=True)
-DRAIN_S = (
-    2.0  # a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled
-)
+# a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled (and the
+# settle before the next step waits for them, or restarts the stack)
+DRAIN_S = 1.0
 
 
 def _base_run_config(cfg: CapacityConfig, steps_dir: Path) -> RunConfig:
@@ -97,23 +97,21 @@ def _one_search(
     session = Session(cfg, base, out_dir, progress, console)
     session.job_modes = jobs_side
     status, code, notes = "complete", 0, []
-    current = ""
     try:
         for i, mode in enumerate(base.modes):
-            current = mode
             session.search_mode(mode, len(base.modes) - i)
-        current = ""
         offload = [m for m in base.modes if m in session.job_modes]
         if offload and cfg.host is None:
             session.measure_workers(offload[0])
+        session.resume()
     except (KeyboardInterrupt, StepInterrupted):
         status, code = "interrupted", 130
         notes.append("interrupted (Ctrl-C): the step under way was dropped; the others are kept")
     except StepFailed as exc:
         status, code = "partial", 1
         notes.append(f"a step failed: {exc}")
-    if current in session.searches:
-        session.searches[current].cut_by = "interrupted"
+    if session.current in session.searches:
+        session.searches[session.current].cut_by = "interrupted"
     if code != 130:  # after Ctrl-C, out at once: `offload-bench report DIR` builds a step's report later
         build_reports(session.run_dirs, progress)
     res = _result(session, out_dir, status, notes)

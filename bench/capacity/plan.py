@@ -2,7 +2,7 @@
 
 A step lasts long enough for the percentile it judges to rest on enough tail samples (TAIL_SAMPLES beyond
 it: 20 beyond p95 = 400 requests), bounded above by --step-duration: low rates get longer steps, high rates
-shorter ones. While the search still climbs (no rate has failed yet) a step is bounded by a quarter of that:
+shorter ones. While the search still climbs (no rate has failed yet) a step is bounded by 15 % of that:
 those steps are far from every limit, and a marginal one is repeated anyway. A step is *marginal* when its percentile lands within
 MARGIN of a threshold, or when the arrival rate the server got differs from the rate asked for by more than
 Poisson noise explains: such a step is run again at the same rate and judged on both runs' samples pooled.
@@ -23,7 +23,7 @@ MARGIN: Final = 0.10  # a percentile within +-10 % of a threshold is marginal
 POISSON_Z: Final = 3.0  # arrivals beyond 3 standard deviations of a Poisson count are not chance
 MIN_MEASURED_S: Final = 2.0  # the shortest measured window: a step also judges growth over time
 TAIL_SAMPLES: Final = 20  # samples beyond the judged percentile (twice the analysis' trust threshold)
-CLIMB_FRACTION: Final = 0.25  # exponential-phase steps last at most this share of --step-duration
+CLIMB_FRACTION: Final = 0.15  # exponential-phase steps last at most this share of --step-duration (3 s of 20)
 
 
 def samples_needed(percentile: float, tail: int = TAIL_SAMPLES) -> int:

@@ -119,6 +119,30 @@ def test_a_generator_limited_step_is_never_the_servers_capacity(known: str, tmp_
     assert "at least" in proc.stdout and "add --processes" in proc.stdout
 
 
+@pytest.mark.parametrize("known", [(8, 60.0)], indirect=True)
+def test_repeat_runs_the_whole_search_n_times_and_reports_median_and_spread(known: str, tmp_path: Path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*CLI, "capacity", "--host", known, "--modes", "sync", "--out", str(out), "--repeat", "2",
+         "--min-rate", "100", "--max-rate", "400", "--factor", "2", "--step-duration", "3s", "--warmup", "0.5s",
+         "--max-steps", "3"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    top = next(out.glob("*/capacity.json"))
+    res = json.loads(top.read_text())
+    rep = res["repeat"]
+    assert rep["n"] == 2 and len(rep["searches"]) == 2 and len(rep["valid"]) == 2
+    for folder in rep["searches"]:
+        assert (Path(folder) / "capacity.json").exists() and Path(folder).parent == top.parent
+        assert json.loads((Path(folder) / "capacity.json").read_text())["repeat"] is None
+    ok = rep["figures"]["sync.ok"]
+    assert len(ok["values"]) == 2 and ok["min"] <= ok["median"] <= ok["max"]
+    assert ok["spread"] == pytest.approx(ok["max"] / ok["min"])
+    assert "over 2 searches" in proc.stdout and "sync.ok" in proc.stdout
+    assert "## Repeat: 2 searches" in (top.parent / "capacity.md").read_text()
+
+
 @pytest.mark.parametrize("known", [(8, 20.0)], indirect=True)
 def test_ctrl_c_keeps_what_was_measured_and_says_where(known: str, tmp_path: Path):
     out = tmp_path / "out"
