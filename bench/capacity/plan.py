@@ -21,7 +21,10 @@ from bench.capacity.verdict import Limits
 
 MARGIN: Final = 0.10  # a percentile within +-10 % of a threshold is marginal
 POISSON_Z: Final = 3.0  # arrivals beyond 3 standard deviations of a Poisson count are not chance
-MIN_MEASURED_S: Final = 2.0  # the shortest measured window: a step also judges growth over time
+# the shortest measured window: a p95 over 2 s flips on one 100 ms stall of a shared machine (5 % of the
+# window), over 4 s it takes a 200 ms one; a step also judges growth over time
+MIN_MEASURED_S: Final = 4.0
+CLIMB_MEASURED_S: Final = 2.0  # while the search climbs (far from every limit, a marginal step is repeated)
 TAIL_SAMPLES: Final = 20  # samples beyond the judged percentile (twice the analysis' trust threshold)
 CLIMB_FRACTION: Final = 0.15  # exponential-phase steps last at most this share of --step-duration (3 s of 20)
 
@@ -31,10 +34,12 @@ def samples_needed(percentile: float, tail: int = TAIL_SAMPLES) -> int:
     return math.ceil(round(tail / (1.0 - percentile / 100.0), 6))
 
 
-def step_seconds(rate: float, needed: int, warmup_s: float, max_s: float) -> float:
+def step_seconds(
+    rate: float, needed: int, warmup_s: float, max_s: float, min_measured_s: float = MIN_MEASURED_S
+) -> float:
     """Whole seconds of load (warm-up included) for `needed` samples at `rate` req/s, within
-    [warmup + MIN_MEASURED_S, max_s] (max_s wins when the two disagree)."""
-    measured = max(MIN_MEASURED_S, needed / rate)
+    [warmup + min_measured_s, max_s] (max_s wins when the two disagree)."""
+    measured = max(min_measured_s, needed / rate)
     return float(min(max_s, math.ceil(warmup_s + measured)))
 
 

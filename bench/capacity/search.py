@@ -24,6 +24,8 @@ PRECISION: Final = 1.10  # the issue's "within 10 %" (mutilate uses 1.02 with mu
 GENERATOR_PRECISION: Final = 2.0
 FACTOR: Final = 2.0
 SAME_RATE: Final = 1.005  # rates closer than this are the same step
+# a generator that sent fewer than this share on time is at its limit, not stalled briefly: no repeat
+RETRY_SENT_MIN: Final = 0.9
 
 
 @dataclass
@@ -89,7 +91,11 @@ class Search:
             for name, t in self._t.items():
                 if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
                     t.unknown.remove(got)
-        elif step.generator_limited and self.retry_generator_limited:
+        elif (
+            step.generator_limited
+            and self.retry_generator_limited
+            and (step.sent_on_time is None or step.sent_on_time >= RETRY_SENT_MIN)
+        ):
             self._retry = step
         rate = placed(step)
         for name, t in self._t.items():

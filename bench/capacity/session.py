@@ -17,7 +17,7 @@ from bench.capacity.measure import loop_lag_text, pooled
 from bench.capacity.model import Step, WorkerPoint
 from bench.capacity.plan import (
     CLIMB_FRACTION,
-    MIN_MEASURED_S,
+    CLIMB_MEASURED_S,
     combine,
     marginal,
     samples_needed,
@@ -39,6 +39,7 @@ STACK_START_S: Final = 4.0
 REPORT_S: Final = 0.5  # one step's report (plots, html) after the search (measured: ~0.3 s)
 # the longest a settle waits for the previous step's requests and jobs before the stack is restarted
 SETTLE_S: Final = 20.0
+SAFETY_S: Final = 10.0
 
 
 def _bracket_text(search: Search) -> str:
@@ -63,7 +64,8 @@ class Session:
         self.workers: dict[int, WorkerPoint] = {}
         self.job_modes: set[str] = set()
         self.started = time.monotonic()
-        self.deadline = self.started + cfg.budget_s
+        # a step can overrun its estimate (an overloaded step's requests drain after its load): kept in hand
+        self.deadline = self.started + cfg.budget_s - min(SAFETY_S, cfg.budget_s / 10)
         self._steps = 0
         self.run_dirs: list[Path] = []
         self.current = ""  # the mode whose search is under way
@@ -78,7 +80,8 @@ class Session:
         needed = samples_needed(PERCENTILES[self.cfg.percentile])
         top = self.cfg.step_duration_s
         if climbing:
-            top = max(math.ceil(self.cfg.warmup + MIN_MEASURED_S), round(CLIMB_FRACTION * top))
+            top = max(math.ceil(self.cfg.warmup + CLIMB_MEASURED_S), round(CLIMB_FRACTION * top))
+            return step_seconds(rate, needed, self.cfg.warmup, top, CLIMB_MEASURED_S)
         return step_seconds(rate, needed, self.cfg.warmup, top)
 
     def _reserve_s(self, modes_left: int) -> float:

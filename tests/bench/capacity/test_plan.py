@@ -31,8 +31,9 @@ def test_a_step_lasts_long_enough_for_its_tail_samples_bounded_above():
     # 20 beyond p95 = 400 samples: 40 s at 10 req/s is cut to the bound, 100 req/s needs 4 s (+1 s warm-up)
     assert step_seconds(10.0, 400, 1.0, 12.0) == 12.0
     assert step_seconds(100.0, 400, 1.0, 12.0) == 5.0
-    # high rates get short steps, never shorter than the warm-up and two measured seconds
-    assert step_seconds(5000.0, 400, 1.0, 12.0) == 3.0
+    # high rates get short steps, never shorter than the warm-up and four measured seconds (two while climbing)
+    assert step_seconds(5000.0, 400, 1.0, 12.0) == 5.0
+    assert step_seconds(5000.0, 400, 1.0, 12.0, 2.0) == 3.0
     lengths = [step_seconds(r, 400, 1.0, 30.0) for r in (10, 20, 40, 80, 160)]
     assert lengths == sorted(lengths, reverse=True)
     # p99 needs 2,000 samples: longer at the same rate
@@ -150,3 +151,14 @@ def test_capacity_md_and_html_show_the_repeat_table():
     md = markdown(res, {})
     assert "## Repeat: 2 searches" in md and "| sync.ok | 21 | 20 | 22 | 1.10 | 20, 22 |" in md
     assert "Repeat: 2 searches" in html(res, {}, 100.0, 1000.0)
+
+
+@pytest.mark.parametrize(("sent", "again"), [(0.97, True), (0.53, False)])
+def test_a_generator_limited_step_is_repeated_only_when_the_generator_nearly_kept_up(sent, again):
+    search = Search(10.0, 1000.0)
+    search.record(judge(_step(20.0, rate=10.0), LIM, False))
+    limited = _step(20.0, rate=40.0).model_copy(update={"sent_on_time": sent, "loadgen_cpu_percent": 95.0})
+    search.record(judge(limited, LIM, False))
+    assert (
+        search.next_rate() == 40.0
+    ) is again  # a brief stall is looked at again; a generator at its limit is not
