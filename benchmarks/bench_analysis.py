@@ -105,7 +105,7 @@ def main() -> int:
         args.pairs = args.max_pairs = 1
     figures: list[Figure] = []
     details: dict[str, object] = {"procs": args.procs, "baseline_src": str(args.baseline_src or "")}
-    watch = Watch()
+    watch = Watch(window_s=0.1 if args.quick else 1.0)
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         for samples in sizes:
             run_dir = (args.data or Path(tmp)) / f"run-{samples}"

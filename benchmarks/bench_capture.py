@@ -153,7 +153,7 @@ def main() -> int:
         return in_process(args.before, args.json)
     console = Console()
     results: list[dict[str, Any]] = []
-    watch = Watch()
+    watch = Watch(window_s=0.1 if args.quick else 1.0)
     checkouts = {"this": REPO} | ({"before": args.before.resolve()} if args.before else {})
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp_text:
         tmp = Path(tmp_text)

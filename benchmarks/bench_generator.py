@@ -124,7 +124,7 @@ def main() -> int:
         args.pairs = args.max_pairs = 1
         args.duration_s, args.users, steps = 1, 5, 1
     console = Console()
-    watch = Watch()
+    watch = Watch(window_s=0.1 if args.quick else 1.0)
     pairs: list[dict[str, Any]] = []
     wrk_rate = float("nan")
     wrk = shutil.which("wrk")

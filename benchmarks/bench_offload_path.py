@@ -144,7 +144,7 @@ def main() -> int:
     wrk_runs: list[dict[str, Any]] = []
     open_runs: list[dict[str, Any]] = []
     cross: dict[str, float] = {}
-    watch = Watch()
+    watch = Watch(window_s=0.1 if args.quick else 1.0)
     spy: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="bench-offload-") as tmp_text:
         tmp = Path(tmp_text)

@@ -273,7 +273,7 @@ def main() -> int:
     max_jobs = int(defaults["max_jobs"].default)
     poll_delay_s = float(defaults["poll_delay_s"].default)
     console = Console()
-    watch = Watch()
+    watch = Watch(window_s=0.1 if args.quick else 1.0)
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp_text:
         tmp = Path(tmp_text)
         store = EmbeddedRedis(tmp / "redis")
