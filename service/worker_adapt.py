@@ -4,9 +4,11 @@ The worker claims a new job only while fewer than `limit` run. Every CONTROL_S t
 largest loop lag of that window (service/worker_lag.py):
 - lag over the bound: the jobs sharing the loop are too many. When the loop is CPU-bound a round's length
   grows with the jobs that became ready in it, so the limit is scaled to the running count times
-  AIM x bound / lag (at most halved per step: one stray pause, e.g. another process on the core, does not empty
-  the worker), at most once per HOLD_S, because the jobs already running finish only over time and the
-  lag follows the limit with that delay;
+  AIM x bound / lag, at most once per HOLD_S, because the jobs already running finish only over time and the
+  lag follows the limit with that delay. A cut is at most a fifth while the lag is within twice the bound
+  (a CPU-bound loop sits near its bound: deeper cuts idled it, ~8 % of goodput in bench_overload.py) and at
+  most a half beyond (jobs far heavier than the loop can carry get down fast; one stray pause, e.g. another
+  process on the core, does not empty the worker);
 - lag under the bound and the limit holding claims back: grow, at most once per SETTLE_S (the jobs just
   claimed must show their CPU first; every window until the first decrease). Far under it (a quarter of the
   bound) the limit doubles until the first decrease (slow start: I/O-bound jobs reach max_jobs of 200 from
@@ -24,7 +26,9 @@ from typing import Final
 CONTROL_S: Final = 0.1
 HOLD_S: Final = 0.5
 SETTLE_S: Final = 0.2  # between two increases: jobs just claimed show their CPU within a page or two
-AIM: Final = 0.7  # a decrease aims the lag at this fraction of the bound, and +1 probes stop there
+AIM: Final = 0.9  # a decrease aims the lag at this fraction of the bound, and +1 probes stop there
+NEAR_CUT: Final = 0.8  # the deepest cut while the lag is within twice the bound
+FAR_CUT: Final = 0.5  # the deepest cut beyond it
 START_FRACTION: Final = 4  # a worker starts at max_jobs / this: a CPU-heavy first batch cannot swamp it
 
 
@@ -56,7 +60,8 @@ class ClaimLimit:
         before = self.limit
         if lag_s > self.bound_s:
             if now - self._last_decrease >= HOLD_S:
-                target = int(min(self.limit, running) * max(0.5, AIM * self.bound_s / lag_s))
+                deepest = NEAR_CUT if lag_s <= 2 * self.bound_s else FAR_CUT
+                target = int(min(self.limit, running) * max(deepest, AIM * self.bound_s / lag_s))
                 if target < self.limit:
                     self.limit = max(1, target)
                     self._last_decrease = now
