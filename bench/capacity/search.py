@@ -136,10 +136,18 @@ class Search:
             assert top is not None
             wanted = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
             rate = wanted / self._got_per_asked()
-        if any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps):  # asked before
+            if self._asked(rate) and not self._asked(wanted):
+                # the arrivals a step got stray from the rate asked: the correction can land on a rate already
+                # asked for while the midpoint itself was not (its own got rate places it inside the bracket)
+                rate = wanted
+        if self._asked(rate):
             self.cut_by = self.cut_by or "resolution"
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
         return rate
+
+    def _asked(self, rate: float) -> bool:
+        """A step already ran at this rate (asked for)."""
+        return any(abs(math.log(rate / s.rate)) < math.log(SAME_RATE) for s in self.steps)
 
     def climbing(self) -> bool:
         """Still in the exponential phase: some target the search narrows has not failed anywhere yet."""
