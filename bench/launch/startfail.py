@@ -23,25 +23,6 @@ def no_auth_warning(target_file: Path | str) -> str:
     )
 
 
-def _short_tail(proc: ManagedProcess) -> str:
-    """The last whole lines of a process's log that fit in TAIL_CHARS (at least the last), secrets masked."""
-    lines = str(redact(proc.log_tail(LOG_LINES_SHOWN))).split(" | ")
-    tail = lines.pop()
-    while lines and len(lines[-1]) + 3 + len(tail) <= TAIL_CHARS:
-        tail = lines.pop() + " | " + tail
-    return (tail if len(tail) <= TAIL_CHARS else "..." + tail[-TAIL_CHARS:]) or "no output"
-
-
-def _says_no_auth(proc: ManagedProcess) -> bool:
-    """True when the end of a process's log shows Redis's authentication error."""
-    try:
-        with proc.log_path.open("rb") as f:
-            f.seek(max(0, proc.log_path.stat().st_size - _LOG_SCAN_BYTES))
-            return bool(_NO_AUTH.search(f.read().decode(errors="replace")))
-    except OSError:
-        return False
-
-
 def short_tail(proc: ManagedProcess) -> str:
     """The last whole lines of a process's log that fit in TAIL_CHARS (at least the last), secrets masked."""
     lines = str(redact(proc.log_tail(LOG_LINES_SHOWN))).split(" | ")
