@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from _backlog import IO_PROFILE, NOOP_PROFILE, drain_rate, enqueue, wait_completed
 from _stack import SHARED_CORES_NOTE, Figure, Result, start_worker, stop
-from bench_worker import IO_PROFILE, NOOP_PROFILE, drain_rate, enqueue, wait_completed
 from rich.console import Console
 from rich.progress import Progress
 
