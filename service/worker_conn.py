@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,30 +41,35 @@ def load_job(data: bytes) -> Any:
     return _DataOnlyUnpickler(io.BytesIO(data)).load()
 
 
-# a round trip's wall time is capped at this many times its timeout however late the loop was: a Redis that
-# hangs while the worker's loop is busy still ends in a timeout, just later
-WALL_CAP_FACTOR: Final = 4.0
-GRACE_S: Final = 0.002
+# a round trip is given up only after its deadline (timeout_s of wall time) and this many loop iterations
+# after it: a command and its reply take 4-5 iterations of the client (connection check, send, wake-up,
+# read), 10-15 with a new connection (TCP connect, AUTH, CLIENT SETINFO), however long each is (measured on
+# asyncio's loop and uvloop): a reply Redis sent in time is read within them
+ITERATIONS_AFTER_DEADLINE: Final = 24
+ITERATION_TIMER_S: Final = 0.002  # re-armed this far ahead: the next firing is in a later iteration
 
 
 class LoopLateTimeoutError(RedisTimeoutError):
-    """A round trip ran out of time while the worker's own loop was late (CPU-bound), not Redis."""
+    """Redis did not answer in time while the worker's own loop was busy most of the wait (a CPU-bound
+    machine: Redis may have been starved of CPU too)."""
 
 
 class _RoundTripTimeout:
-    """asyncio.timeout for one Redis round trip, charging Redis only the time the loop was free to read.
+    """asyncio.timeout for one Redis round trip, fair to a worker whose loop runs late.
 
-    A timer that fires late means the loop was busy: a reply may sit in the socket buffer, read in a later
-    round. So when the timer fires, the loop's busy time since the round trip began (the ticker's running
-    total, service/worker_lag.py, or at least the timer's own lateness) is subtracted from the time waited;
-    if that leaves time, or the timer itself fired late, it is re-armed (at least GRACE_S on: past the next
-    I/O poll and the wake-ups it schedules, on asyncio's loop and uvloop's alike). Only a round trip that had
-    its full timeout of free loop time to be answered (or waited WALL_CAP_FACTOR x the timeout in wall time)
-    is cancelled. A hung Redis on a responsive loop times out exactly as before.
+    A loop busy with CPU-bound jobs runs its iterations late: the client's own steps of a round trip (the
+    connection check, the send, the wake-up on the reply, the read) each wait for one, so a round trip can
+    take many times its timeout in wall time although Redis answered at once. So the timer set at the
+    deadline (timeout_s of wall time) re-arms itself ITERATION_TIMER_S ahead, which makes each firing a new
+    loop iteration (each polls every socket), and cancels only at the ITERATIONS_AFTER_DEADLINE-th: by then
+    a reply sent in time has been read, however long the iterations were. On an idle loop a hung Redis times
+    out ~50 ms after the deadline; on a CPU-bound one that many iterations later. Issue 25: a wall-time cap
+    of 4 x the timeout cancelled round trips that Redis had answered while the loop was busy 1.2 s, and
+    jobs ran twice. The ticker's busy time (service/worker_lag.py) only names the cause of a timeout.
     """
 
-    __slots__ = ("_blocked", "_cancelling", "_fired", "_handle", "_lag", "_late0", "_loop", "_start",
-                 "_task", "_timeout_s", "_when")  # fmt: skip
+    __slots__ = ("_busy0", "_cancelling", "_fired", "_handle", "_iterations", "_lag", "_loop", "_start",
+                 "_task", "_timeout_s")  # fmt: skip
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
@@ -75,25 +81,17 @@ class _RoundTripTimeout:
         self._loop, self._task = loop, task
         self._cancelling = task.cancelling()
         self._lag = worker_lag.current()
-        self._late0 = self._lag.busy_s if self._lag is not None else 0.0
-        self._blocked = 0.0
+        self._busy0 = self._lag.busy_s if self._lag is not None else 0.0
+        self._iterations = 0
         self._fired = False
         self._start = loop.time()
-        self._when = self._start + self._timeout_s
-        self._handle = loop.call_at(self._when, self._on_timer)
+        self._handle = loop.call_at(self._start + self._timeout_s, self._on_timer)
 
     def _on_timer(self) -> None:
-        now = self._loop.time()
-        own = max(now - self._when - worker_lag.SLACK_S, 0.0)
-        ticked = self._lag.busy_s - self._late0 if self._lag is not None else 0.0
-        self._blocked = max(self._blocked + own, ticked)
-        waited = now - self._start
-        if waited < self._timeout_s * WALL_CAP_FACTOR:
-            remaining = self._timeout_s - (waited - self._blocked)
-            if remaining > 0 or own > 0:
-                self._when = now + max(remaining, GRACE_S)
-                self._handle = self._loop.call_at(self._when, self._on_timer)
-                return
+        self._iterations += 1
+        if self._iterations < ITERATIONS_AFTER_DEADLINE:
+            self._handle = self._loop.call_at(self._loop.time() + ITERATION_TIMER_S, self._on_timer)
+            return
         self._fired = True
         self._task.cancel()
 
@@ -103,10 +101,12 @@ class _RoundTripTimeout:
         self._handle.cancel()
         if self._fired and exc_type is asyncio.CancelledError and self._task.uncancel() <= self._cancelling:
             waited = self._loop.time() - self._start
-            if self._blocked * 2 >= self._timeout_s:
+            busy = self._lag.busy_s - self._busy0 if self._lag is not None else 0.0
+            if busy * 2 >= waited:
                 raise LoopLateTimeoutError(
-                    f"redis round trip gave up after {waited:.2f} s: the worker's own loop was late "
-                    f"{self._blocked:.2f} s of it (worker CPU-bound, not redis)"
+                    f"redis did not answer within {self._timeout_s:g} s (given up after {waited:.2f} s, "
+                    f"{ITERATIONS_AFTER_DEADLINE} loop iterations past the deadline); the worker's own loop "
+                    f"was busy {busy:.2f} s of it (CPU-bound machine)"
                 ) from exc
             raise RedisTimeoutError(f"redis did not answer within {self._timeout_s:g} s") from exc
 
@@ -165,8 +165,8 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def connect(settings: Settings) -> ArqRedis:
-    """The worker's pool: every round trip bounded (connect timeout, one timeout per command or pipeline),
-    TCP keepalive on.
+    """The worker's pool: every round trip bounded (one timeout per command or pipeline, the connect it may
+    open included), TCP keepalive on.
 
     arq's create_pool sets no read timeout: a Redis that accepts connections but does not answer would block
     polls, outcome writes and the shutdown for good. A timed-out command raises (the job is retried or left
@@ -175,14 +175,24 @@ async def connect(settings: Settings) -> ArqRedis:
     """
     timeout_s = settings.redis_timeout_s
     for attempt in range(CONNECT_RETRIES + 1):
-        pool: BoundedArqRedis = BoundedArqRedis.from_url(
+        connections = BlockingConnectionPool.from_url(
             settings.redis_url,
-            socket_connect_timeout=timeout_s,
+            # redis-py's default pool opens a new connection while holding its lock: on a busy loop (10-15
+            # iterations a connect) a burst of new ones queued behind each other past any round trip's
+            # bound. This one connects outside its lock; a round trip waits for a free connection (never
+            # for long: enough for every job's one round trip at a time, the poll and the heartbeat)
+            max_connections=2 * settings.max_jobs + 16,
+            timeout=None,
+            # every connection is opened inside a round trip, which bounds it (a redis-py connect timeout
+            # would fire while the loop is merely late: a false "redis unavailable")
+            socket_connect_timeout=None,
             socket_keepalive=True,
             retry_on_timeout=False,
             retry_on_error=[RedisConnectionError],
             retry=RedisRetry(ExponentialBackoff(cap=0.5, base=0.02), retries=4),
         )
+        pool = BoundedArqRedis(connection_pool=connections)
+        pool.auto_close_connection_pool = True  # aclose() closes its connections too
         pool.round_trip_timeout_s = timeout_s
         try:
             await pool.ping()

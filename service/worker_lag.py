@@ -4,9 +4,8 @@ Every job, Redis reply, timer and heartbeat of a worker shares one event loop. A
 of them: at max_jobs = 200 jobs of 3 ms CPU per page one loop round took up to 600 ms (issue 25), longer
 than the bound on a Redis round trip. The ticker (one sleep every TICK_S, ~10 us of CPU each) measures that
 delay from inside: how late each tick fires. Three readers use it:
-- worker_conn's round-trip timeout subtracts the loop's busy time (`busy_s`, a running total: the interval
-  before each late tick) from the time it charges to Redis, so a reply that sat in the socket buffer while
-  the loop was busy is not a timeout;
+- worker_conn's round-trip timeout reads the loop's busy time (`busy_s`, a running total: the interval
+  before each late tick) to say whether a timeout came while the worker's own loop was busy;
 - worker_adapt's claim limit reads the window maximum (`take_window_max`) every CONTROL_S;
 - the heartbeat and the "loop lag" log lines (what analysis reads from the run folder) read the histogram.
 """

@@ -97,6 +97,13 @@ class GracefulWorker(FinishingWorker):
             "adaptive": self.claims.enabled,
         }
 
+    def _on_job_done(self, epoch: int) -> Any:
+        def done(_: object) -> None:
+            self.claims.finished(epoch)
+            self._release_sem_dec_counter_on_complete()
+
+        return done
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._slot_free.set()
@@ -138,7 +145,7 @@ class GracefulWorker(FinishingWorker):
                 )  # never blocks: job_counter < max_jobs < the semaphore's max_jobs + 1
                 self.job_counter += 1
                 task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                task.add_done_callback(self._on_job_done(self.claims.claimed(claimed_at)))
                 self.tasks[job_id] = task
 
     async def _poll_iteration(self) -> None:
