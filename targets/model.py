@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-TRACKERS = ("arq", "http", "records", "none")
+TRACKERS = ("arq", "rq", "http", "records", "none")
 # modes that get the side-by-side comparison when present (any other name is measured on its own)
 COMPARED_MODES = ("noop", "sync", "offload")
 
@@ -82,8 +82,15 @@ class Mode(_Strict):
 class Jobs(_Strict):
     """[jobs]: how each accepted job's fate is learnt."""
 
-    tracker: Literal["arq", "http", "records", "none"] = "none"
-    queue: str = Field("arq:queue", min_length=1, description="arq: WorkerSettings.queue_name")
+    tracker: Literal["arq", "rq", "http", "records", "none"] = "none"
+    queue: str = Field(
+        "arq:queue", min_length=1, description="arq: WorkerSettings.queue_name; rq: the Queue's name"
+    )
+    redis_url: str | None = Field(
+        None,
+        min_length=1,
+        description="rq: the Redis holding the library's state when not the run's (placeholders allowed)",
+    )
     status_path: str | None = Field(None, pattern=r"^/", description="http: e.g. /jobs/{job_id}")
     state: str = Field("status", min_length=1, description="http: dotted path to the state in the answer")
     done: list[str] = Field(default_factory=lambda: ["complete"], min_length=1)
@@ -96,6 +103,10 @@ class Jobs(_Strict):
             raise ValueError('tracker "http" needs status_path, e.g. "/jobs/{job_id}"')
         if self.status_path and "{job_id}" not in self.status_path:
             raise ValueError("status_path must contain {job_id}")
+        if self.tracker == "rq" and "queue" not in self.model_fields_set:
+            raise ValueError('tracker "rq" needs queue: the name of the RQ Queue, e.g. "default"')
+        if self.redis_url and self.tracker not in ("rq",):
+            raise ValueError(f'redis_url is read by tracker "rq" only, not "{self.tracker}"')
         return self
 
 
