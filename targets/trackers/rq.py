@@ -39,12 +39,13 @@ ERROR_CHARS: Final = 200
 _FIELDS: Final = ("status", "created_at", "enqueued_at", "started_at", "ended_at")
 _DONE: Final = ("finished",)
 _DEAD: Final = ("failed", "stopped", "canceled")
+# result types by name: RQ 2.0 has only the first three, RQ 3 adds retried and max-retries-exceeded
 _OUTCOME: Final = {
-    Result.Type.SUCCESSFUL: "success",
-    Result.Type.FAILED: "dead",
-    Result.Type.MAX_RETRIES_EXCEEDED: "dead",
-    Result.Type.RETRIED: "retry",
-    Result.Type.STOPPED: "cancelled",
+    "SUCCESSFUL": "success",
+    "FAILED": "dead",
+    "STOPPED": "cancelled",
+    "RETRIED": "retry",
+    "MAX_RETRIES_EXCEEDED": "dead",
 }
 
 
@@ -133,9 +134,11 @@ class RqTracker:
                 res = Result.restore(jid, result_id.decode(), fields, connection=self.client)
             except (ValueError, KeyError):  # a result entry of an RQ version we do not know
                 continue
-            start = res.execution_started_at.timestamp() if res.execution_started_at else None
-            end_dt = res.execution_ended_at or res.created_at
-            outcome = _OUTCOME.get(res.type)
+            # RQ 3 records each execution's start and end; RQ 2 only when the result was written (its end)
+            started = getattr(res, "execution_started_at", None)
+            end_dt = getattr(res, "execution_ended_at", None) or res.created_at
+            start = started.timestamp() if started else None
+            outcome = _OUTCOME.get(res.type.name)
             out.append(attempt(len(out) + 1, start, end_dt.timestamp(), outcome, _error(res.exc_string)))
         return out
 
@@ -166,8 +169,9 @@ class RqTracker:
             if not attempts or attempts[-1]["outcome"] in (None, "retry"):
                 outcome = "success" if status in _DONE else ("dead" if status == "failed" else "cancelled")
                 attempts.append(attempt(len(attempts) + 1, start_ts, end_ts, outcome, None))
-            elif attempts[-1]["start_ts"] is None:  # RQ 2 results carry no execution start: the hash has it
-                attempts[-1]["start_ts"] = start_ts
+            else:  # the hash times the same (last) execution; RQ 2's results carry only when they were written
+                attempts[-1]["start_ts"] = start_ts or attempts[-1]["start_ts"]
+                attempts[-1]["end_ts"] = end_ts or attempts[-1]["end_ts"]
             ok = status in _DONE
             end = end_ts or attempts[-1]["end_ts"]
             self._kept(ok, pttl, end, now)
