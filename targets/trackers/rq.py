@@ -168,12 +168,13 @@ class RqTracker:
         if status in _DONE or status in _DEAD:
             if not attempts or attempts[-1]["outcome"] in (None, "retry"):
                 outcome = "success" if status in _DONE else ("dead" if status == "failed" else "cancelled")
-                attempts.append(attempt(len(attempts) + 1, start_ts, end_ts, outcome, None))
+                if start_ts is not None:  # a job canceled while queued never started: no attempt
+                    attempts.append(attempt(len(attempts) + 1, start_ts, end_ts, outcome, None))
             else:  # the hash times the same (last) execution; RQ 2's results carry only when they were written
                 attempts[-1]["start_ts"] = start_ts or attempts[-1]["start_ts"]
                 attempts[-1]["end_ts"] = end_ts or attempts[-1]["end_ts"]
             ok = status in _DONE
-            end = end_ts or attempts[-1]["end_ts"]
+            end = end_ts or (attempts[-1]["end_ts"] if attempts else None)
             self._kept(ok, pttl, end, now)
             return job_record(
                 jid,
