@@ -59,6 +59,8 @@ def bare_locust(url: str, duration_s: int, users: int, tmp: Path) -> dict[str, f
     if proc.returncode != 0 or not out.exists():
         raise SystemExit(f"error: bare locust exited {proc.returncode}: {proc.stderr[-500:]}")
     stats = [s for s in json.loads(out.read_text()) if s.get("num_requests")]
+    if not stats:  # a machine so busy that Locust's start-up ate the whole run
+        raise SystemExit(f"error: bare Locust sent no request in {duration_s} s (the machine is too busy)")
     requests = sum(s["num_requests"] for s in stats)
     span_s = max(s["last_request_timestamp"] for s in stats) - min(s["start_time"] for s in stats)
     return {"rate": requests / span_s, "requests": float(requests),
@@ -122,7 +124,7 @@ def main() -> int:
     steps = 4
     if args.quick:
         args.pairs = args.max_pairs = 1
-        args.duration_s, args.users, steps = 1, 5, 1
+        args.duration_s, args.users, steps = 2, 5, 1
     console = Console()
     watch = Watch(window_s=0.1 if args.quick else 1.0)
     pairs: list[dict[str, Any]] = []
