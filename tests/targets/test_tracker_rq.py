@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,37 @@ def test_a_missing_rq_is_one_line_with_the_install_command(monkeypatch: pytest.M
 def test_rq_is_imported_only_when_its_tracker_is_used() -> None:
     code = "import sys, targets.trackers; assert 'rq' not in sys.modules, 'rq imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
+
+
+def test_offload_bench_runs_the_rq_example_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "RQ_")) and k != "REDIS_URL"}
+    env.update(PATH=VENV_BIN + os.pathsep + env.get("PATH", ""), WORK_MS="20")
+    short = ["--duration", "3s", "--warmup", "1s", "--arrival-rate", "10", "--drain-timeout", "20s"]
+    target = RQ_EXAMPLE / "target.toml"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--out",
+            str(tmp_path / "runs"),
+            "--target",
+            str(target),
+            *short,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=90,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["modes"]) == {"sync", "offload"}
+    jobs = summary["modes"]["offload"]["jobs"]
+    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
+    assert jobs["e2e_samples"] > 0 and jobs["queue_wait_ms"]["p50"] is not None
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["target"]["tracker"] == "rq" and run["modes"]["offload"]["tracker"]["name"] == "rq"
