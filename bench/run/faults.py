@@ -1,5 +1,6 @@
 """Faults injected at a set time during the offload phase of a run: worker signals, a Redis restart or freeze,
-failure rates."""
+failure rates; API signals (the API restarted on its port) in every phase with job ids, so the modes that hand
+jobs off and the one that keeps them in the API process (inprocess) take the same kill."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.launch.stack import Stack
+from bench.launch.stack import READY_TIMEOUT_S, Stack, StackError
 
 WORKER_FAULTS = {"worker-sigterm": signal.SIGTERM, "worker-sigkill": signal.SIGKILL}
+API_FAULTS = {"api-restart": signal.SIGTERM, "api-sigkill": signal.SIGKILL}
 RATE_FAULTS = {"transient-failures": {"transient_rate": 0.3}, "poison": {"poison_rate": 0.05}}
 REDIS_FAULTS = ("redis-restart", "redis-freeze")  # they act on the embedded Redis process
-FAULT_NAMES = (*WORKER_FAULTS, *REDIS_FAULTS, *RATE_FAULTS)
+FAULT_NAMES = (*WORKER_FAULTS, *API_FAULTS, *REDIS_FAULTS, *RATE_FAULTS)
+API_STOP_S = 10.0  # api-restart: the graceful stop's bound before SIGKILL (the sample API's own grace is 5 s)
 _SPEC = re.compile(r"^(?P<name>[a-z-]+)(?:@(?P<at>\d+(?:\.\d+)?)s?)?(?::(?P<down>\d+(?:\.\d+)?)s?)?$")
 
 
@@ -32,6 +35,7 @@ class Fault:
     down_s: float = 3.0
     fired: bool = False
     record: dict[str, Any] = field(default_factory=dict)
+    mode: str = ""  # api-*: the phase it fired in (one copy fires per mode with job ids)
 
 
 def parse_fault(spec: str, duration_s: float) -> Fault:
@@ -61,23 +65,35 @@ class FaultInjector:
     def __init__(self, stack: Stack | None, faults: list[Fault], phase: str = "offload") -> None:
         self.stack = stack
         self.phase = phase  # the mode whose load the faults hit (the target's offload-like mode)
-        self.faults = [f for f in faults if f.name not in RATE_FAULTS]
+        self.faults = [f for f in faults if f.name not in RATE_FAULTS and f.name not in API_FAULTS]
         self.rate_faults = [f for f in faults if f.name in RATE_FAULTS]
+        self.api_faults = [f for f in faults if f.name in API_FAULTS]
+        self.api_fired: list[Fault] = []  # one copy of an api fault per phase it fired in
         self.threads: list[threading.Thread] = []
         self._ending = threading.Event()  # set by join(): a Redis fault still holding ends now
 
     def tick(self, mode: str, elapsed_s: float) -> None:
-        """Fire every fault due by elapsed_s of the fault phase (the offload mode's load)."""
-        if mode != self.phase or self.stack is None:
+        """Fire every fault due by elapsed_s of the fault phase (the offload mode's load); api faults fire
+        in every phase whose mode has job ids (elapsed_s counts from that phase's start)."""
+        if self.stack is None:
             return
-        for fault in self.faults:
-            if not fault.fired and elapsed_s >= fault.at_s:
-                fault.fired = True
-                thread = threading.Thread(
-                    target=self._fire, args=(fault,), name=f"fault-{fault.name}", daemon=True
-                )
-                thread.start()
-                self.threads.append(thread)
+        due = [f for f in self.faults if mode == self.phase and not f.fired and elapsed_s >= f.at_s]
+        spec = self.stack.target.modes.get(mode)
+        if spec is not None and spec.job_id:
+            fired = {(f.name, f.at_s) for f in self.api_fired if f.mode == mode}
+            for fault in self.api_faults:
+                if (fault.name, fault.at_s) not in fired and elapsed_s >= fault.at_s:
+                    fault.fired = True
+                    copy = Fault(fault.name, fault.at_s, fault.down_s, True, mode=mode)
+                    self.api_fired.append(copy)
+                    due.append(copy)
+        for fault in due:
+            fault.fired = True
+            thread = threading.Thread(
+                target=self._fire, args=(fault,), name=f"fault-{fault.name}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
 
     def _fire(self, fault: Fault) -> None:
         assert self.stack is not None
@@ -96,6 +112,8 @@ class FaultInjector:
             fault.record["detail"] = {"worker": victim.name, "pid": victim.pid, "exit_code": code,
                                       "exit_s": round(time.monotonic() - signalled, 3),
                                       "replacement": replacement.name}  # fmt: skip
+        elif fault.name in API_FAULTS:
+            fault.record["detail"] = self._restart_api(fault)
         elif fault.name in REDIS_FAULTS:
             redis = self.stack.redis
             if redis is None:
@@ -119,12 +137,37 @@ class FaultInjector:
             )
         fault.record["end_ts"] = time.time()
 
+    def _restart_api(self, fault: Fault) -> dict[str, Any]:
+        """Signal the API (SIGKILL: a crash; SIGTERM: a deploy's restart), start it again on its port, wait for
+        its ready path; what happened, for the fault's record."""
+        assert self.stack is not None
+        stack, victim, mode = self.stack, self.stack.api, fault.mode
+        if victim is None or not victim.alive():
+            return {"mode": mode, "error": "no live API process this run started"}
+        signalled = time.monotonic()
+        code = victim.stop(API_STOP_S, sig=API_FAULTS[fault.name])
+        exit_s = time.monotonic() - signalled
+        # Stack has no public restart (bench/launch/ is not this module's): the command exactly as Stack.start
+        # runs it, on the same port (stack.values()), its log beside the first one's
+        assert stack.target.service.api is not None
+        name = f"api-{mode}-{fault.at_s:g}s"
+        stack.api = stack._shell(name, stack.target.service.api)
+        detail: dict[str, Any] = {"mode": mode, "api": victim.name, "pid": victim.pid, "exit_code": code,
+                                  "exit_s": round(exit_s, 3), "replacement": name}  # fmt: skip
+        try:
+            stack.wait_ready(READY_TIMEOUT_S)
+        except StackError as exc:
+            detail["error"] = f"the API did not come back: {exc}"
+        else:
+            detail["down_s"] = round(time.monotonic() - signalled, 3)  # signal to ready again
+        return detail
+
     def join(self, timeout_s: float = 60.0) -> list[dict[str, Any]]:
         """End running faults (a Redis fault ends early) and wait; return the records for faults.json."""
         self._ending.set()
         for thread in self.threads:
             thread.join(timeout_s)
-        records = [f.record for f in self.faults if f.record]
+        records = [f.record for f in [*self.faults, *self.api_fired] if f.record]
         records += [
             {"name": f.name, "ts": None, "end_ts": None, "detail": RATE_FAULTS[f.name]}
             for f in self.rate_faults
