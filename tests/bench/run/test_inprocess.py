@@ -7,7 +7,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import redis as sync_redis
+from redis.asyncio import Redis
+
+from bench.run.faults import FAULT_NAMES, parse_fault
+from service import keys, lifecycle
+from service.inprocess import OWNER_TTL_S, OWNERS, SWEEP_AFTER_S, InProcess, owned
+from service.lifecycle import export_records
+from service.settings import Settings, WorkProfile
 
 # 3 pages x 200 ms: ~0.6 s jobs, so about a dozen are in the API process when it is killed
 SLOW_JOBS = ["--pages", "3", "--io-ms", "200", "--cpu-ms", "1"]
@@ -62,3 +72,89 @@ def test_api_sigkill_loses_the_inprocess_jobs_of_the_killed_process_and_none_of_
     offload = summary["modes"]["offload"]["jobs"]
     assert offload["accepted"] > 50 and offload["lost"] == 0 and offload["pending"] == 0
     assert offload["completed"] == offload["accepted"]
+
+
+# The records and the sweep themselves, on a real Redis without the harness (fast).
+
+
+def _settings(redis_url: str, **work: float) -> Settings:
+    profile = {"pages": 2, "io_ms": 1.0, "cpu_ms": 0.1, "transient_rate": 0.0, "poison_rate": 0.0, **work}
+    return Settings(redis_url=redis_url, retry_base_s=0.01, retry_cap_s=0.02, work=WorkProfile(**profile))
+
+
+def _records(redis_url: str, job_ids: list[str]) -> dict[str, dict]:
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        return {r["job_id"]: r for r in export_records(client, job_ids)}
+    finally:
+        client.close()
+
+
+async def _accept(ip: InProcess, job_id: str) -> None:
+    fields: dict[str, str | int | float] = {
+        "user_id": "u",
+        "name": job_id,
+        "mode": "inprocess",
+        "state": "pending",
+    }
+    assert await ip.accept(f"s-{job_id}", job_id, fields, None) is None
+
+
+async def test_inprocess_jobs_write_the_arq_jobs_lifecycle_records(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        ip = InProcess(_settings(redis_url), redis)
+        await _accept(ip, "j1")
+        record = _records(redis_url, ["j1"])["j1"]
+        assert record["state"] == "pending" and record["attempts"] == [] and record["enqueued_ts"]
+        await ip.run("s-j1", "j1", "u", "j1")
+        record = _records(redis_url, ["j1"])["j1"]
+        assert record["state"] == "done" and record["executions"] == 1 and record["done_ts"]
+        assert [a["outcome"] for a in record["attempts"]] == ["success"]
+        assert await redis.scard(owned(ip.owner)) == 0  # finished: no longer held
+        assert (await redis.hget(keys.source("s-j1"), "state")) == b"done"
+        # a poison source: one attempt, dead, never retried
+        poison = InProcess(_settings(redis_url, poison_rate=1.0), redis)
+        await _accept(poison, "j2")
+        await poison.run("s-j2", "j2", "u", "j2")
+        record = _records(redis_url, ["j2"])["j2"]
+        assert record["state"] == "dead" and [a["outcome"] for a in record["attempts"]] == ["dead"]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_live_api_records_a_silent_owners_jobs_as_missing_and_keeps_their_attempts(
+    redis_url: str,
+) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        dead, live = InProcess(_settings(redis_url), redis), InProcess(_settings(redis_url), redis)
+        for job_id in ("cut", "queued", "finished"):
+            await _accept(dead, job_id)
+        async with redis.pipeline(transaction=False) as pipe:  # "cut" started and never ended
+            lifecycle.add_start(pipe, "cut", "s-cut", 1, time.time(), 3600, 60)
+            await pipe.execute()
+        await dead.run("s-finished", "finished", "u", "finished")
+        await redis.zadd(OWNERS, {dead.owner: int((time.time() - OWNER_TTL_S - 1) * 1000)})  # its last beat
+        assert await live.beat() == []  # its own beats have not gone through for long enough yet
+        live.beating_since = (live.beating_since or 0) - SWEEP_AFTER_S
+        assert await live.beat() == [dead.owner]
+        records = _records(redis_url, ["cut", "queued", "finished"])
+        assert {k: r["state"] for k, r in records.items()} == {
+            "cut": "missing",
+            "queued": "missing",
+            "finished": "done",
+        }
+        assert records["cut"]["attempts"][0]["end_ts"] is None  # the cut stays visible
+        assert (await redis.hget(keys.source("s-queued"), "state")) == b"lost"
+        assert await redis.zscore(OWNERS, dead.owner) is None and await redis.zscore(OWNERS, live.owner)
+        assert await redis.zcard(lifecycle.RUNNING) == 0
+        assert await live.beat() == []  # swept once
+    finally:
+        await redis.aclose()
+
+
+def test_api_faults_parse() -> None:
+    assert {"api-sigkill", "api-restart"} <= set(FAULT_NAMES)
+    fault = parse_fault("api-sigkill@10s", 30)
+    assert (fault.name, fault.at_s) == ("api-sigkill", 10.0)
