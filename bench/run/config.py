@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from runfolder.load import LoadSettings
 from service.settings import WorkProfile
 from targets import Target, TargetError, load_target
+from targets.trackers import MissingLibrary, check_library
 
 DEFAULT_CONFIG_FILE = Path("offload-bench.toml")
 Mode = Literal["noop", "sync", "inprocess", "offload"]
@@ -124,9 +125,11 @@ def _one_line(exc: ValidationError) -> str:
 def target_of(cfg: RunConfig) -> tuple[Target, Path]:
     """The run's target (its file, or the built-in one) and the file's path; ConfigError when unusable."""
     try:
-        return load_target(cfg.target)
-    except TargetError as exc:
+        target, path = load_target(cfg.target)
+        check_library(target.jobs.tracker)  # a queue library's tracker needs its optional extra
+    except (TargetError, MissingLibrary) as exc:
         raise ConfigError(str(exc)) from None
+    return target, path
 
 
 def job_modes(cfg: RunConfig) -> list[str]:

@@ -170,3 +170,25 @@ def test_jobs_section_rq_needs_its_queue_and_redis_url_is_rq_only() -> None:
     tracker = make_tracker(jobs, "redis://:secret@127.0.0.1:6399/0", "")
     assert isinstance(tracker, RqTracker) and tracker.client.connection_pool.connection_kwargs["port"] == 6399
     tracker.close()
+
+
+def test_a_run_without_rq_installed_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from bench.cli import main  # in-process: the console script's own entry point
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "rq" else real(name, *a)
+    )
+    target = RQ_EXAMPLE / "target.toml"
+    monkeypatch.setattr(
+        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: tracker \"rq\" needs: pip install 'offload-bench[rq]'"
+    ]
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
