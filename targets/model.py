@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-TRACKERS = ("arq", "rq", "http", "records", "none")
+TRACKERS = ("arq", "rq", "saq", "http", "records", "none")
 # modes that get the side-by-side comparison when present (any other name is measured on its own)
 COMPARED_MODES = ("noop", "sync", "offload")
 
@@ -82,7 +82,7 @@ class Mode(_Strict):
 class Jobs(_Strict):
     """[jobs]: how each accepted job's fate is learnt."""
 
-    tracker: Literal["arq", "rq", "http", "records", "none"] = "none"
+    tracker: Literal["arq", "rq", "saq", "http", "records", "none"] = "none"
     queue: str = Field(
         "arq:queue", min_length=1, description="arq: WorkerSettings.queue_name; rq: the Queue's name"
     )
@@ -105,7 +105,9 @@ class Jobs(_Strict):
             raise ValueError("status_path must contain {job_id}")
         if self.tracker == "rq" and "queue" not in self.model_fields_set:
             raise ValueError('tracker "rq" needs queue: the name of the RQ Queue, e.g. "default"')
-        if self.redis_url and self.tracker not in ("rq",):
+        if self.tracker == "saq" and "queue" not in self.model_fields_set:
+            raise ValueError('tracker "saq" needs queue: the name of the SAQ Queue, e.g. "default"')
+        if self.redis_url and self.tracker not in ("rq", "saq"):
             raise ValueError(f'redis_url is read by tracker "rq" only, not "{self.tracker}"')
         return self
 

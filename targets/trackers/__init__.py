@@ -21,7 +21,7 @@ __all__ = [
 ]  # fmt: skip
 
 # trackers that need a queue library beyond the base install: tracker -> (module, extra)
-LIBRARIES: Final = {"rq": ("rq", "rq")}
+LIBRARIES: Final = {"rq": ("rq", "rq"), "saq": ("saq", "saq")}
 
 
 class MissingLibrary(ImportError):
@@ -71,4 +71,8 @@ def make_tracker(jobs: Jobs, redis_url: str | None, api_url: str) -> Tracker:
         from targets.trackers.rq import RqTracker  # imports rq: only when its tracker is used
 
         return RqTracker(client, jobs.queue)
+    if jobs.tracker == "saq":
+        from targets.trackers.saq import SaqTracker  # imports saq: only when its tracker is used
+
+        return SaqTracker(client, jobs.queue)
     return RecordsTracker(client, jobs.queue)
