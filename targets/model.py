@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-TRACKERS = ("arq", "rq", "saq", "http", "records", "none")
+TRACKERS = ("arq", "rq", "saq", "celery", "http", "records", "none")
 # modes that get the side-by-side comparison when present (any other name is measured on its own)
 COMPARED_MODES = ("noop", "sync", "offload")
 
@@ -82,14 +82,17 @@ class Mode(_Strict):
 class Jobs(_Strict):
     """[jobs]: how each accepted job's fate is learnt."""
 
-    tracker: Literal["arq", "rq", "saq", "http", "records", "none"] = "none"
+    tracker: Literal["arq", "rq", "saq", "celery", "http", "records", "none"] = "none"
     queue: str = Field(
-        "arq:queue", min_length=1, description="arq: WorkerSettings.queue_name; rq: the Queue's name"
+        "arq:queue",
+        min_length=1,
+        description="arq: WorkerSettings.queue_name; rq: the Queue's name; celery: the queue (default celery)",
     )
     redis_url: str | None = Field(
         None,
         min_length=1,
-        description="rq: the Redis holding the library's state when not the run's (placeholders allowed)",
+        description="rq, celery: the Redis holding the library's state when not the run's (placeholders "
+        "allowed)",
     )
     status_path: str | None = Field(None, pattern=r"^/", description="http: e.g. /jobs/{job_id}")
     state: str = Field("status", min_length=1, description="http: dotted path to the state in the answer")
@@ -107,7 +110,7 @@ class Jobs(_Strict):
             raise ValueError('tracker "rq" needs queue: the name of the RQ Queue, e.g. "default"')
         if self.tracker == "saq" and "queue" not in self.model_fields_set:
             raise ValueError('tracker "saq" needs queue: the name of the SAQ Queue, e.g. "default"')
-        if self.redis_url and self.tracker not in ("rq", "saq"):
+        if self.redis_url and self.tracker not in ("rq", "saq", "celery"):
             raise ValueError(f'redis_url is read by tracker "rq" only, not "{self.tracker}"')
         return self
 

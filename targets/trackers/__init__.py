@@ -21,7 +21,7 @@ __all__ = [
 ]  # fmt: skip
 
 # trackers that need a queue library beyond the base install: tracker -> (module, extra)
-LIBRARIES: Final = {"rq": ("rq", "rq"), "saq": ("saq", "saq")}
+LIBRARIES: Final = {"rq": ("rq", "rq"), "saq": ("saq", "saq"), "celery": ("celery", "celery")}
 
 
 class MissingLibrary(ImportError):
@@ -71,6 +71,11 @@ def make_tracker(jobs: Jobs, redis_url: str | None, api_url: str) -> Tracker:
         from targets.trackers.rq import RqTracker  # imports rq: only when its tracker is used
 
         return RqTracker(client, jobs.queue)
+    if jobs.tracker == "celery":
+        from targets.trackers.celery import CeleryTracker  # imports celery: only when its tracker is used
+
+        # a [jobs] without queue means Celery's default queue, "celery"
+        return CeleryTracker(client, jobs.queue if "queue" in jobs.model_fields_set else "celery")
     if jobs.tracker == "saq":
         from targets.trackers.saq import SaqTracker  # imports saq: only when its tracker is used
 
