@@ -36,8 +36,8 @@ tracker = "arq"
 def test_builtin_and_example_load() -> None:
     target, path = load_target(None)
     assert path == builtin_path().resolve()
-    assert set(target.modes) == {"noop", "sync", "offload"}
-    assert target.jobs.tracker == "records" and target.offload_modes() == ["offload"]
+    assert set(target.modes) == {"noop", "sync", "offload", "inprocess"}  # inprocess: opt-in with --modes
+    assert target.jobs.tracker == "records" and target.offload_modes() == ["offload", "inprocess"]
     example, _ = load_target(EXAMPLE)
     assert example.jobs.tracker == "arq" and set(example.modes) == {"sync", "offload"}
     assert example.service.redis_auth  # the embedded Redis has a password unless a target says otherwise
