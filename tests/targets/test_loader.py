@@ -55,7 +55,7 @@ def test_builtin_and_example_load() -> None:
         (GOOD.replace("{seq}", "{sq}", 1), "t.toml: modes.offload.path: unknown placeholder {sq}"),
         (GOOD.replace("--port {port}", "--port {seq}"), "t.toml: service.api: unknown placeholder {seq}"),
         (GOOD.replace("bench-{seq}", "bench-{"), "t.toml: modes.offload.json.user: stray '{'"),
-        (GOOD.replace('tracker = "arq"', 'tracker = "celery"'), "t.toml: jobs.tracker: Input should be"),
+        (GOOD.replace('tracker = "arq"', 'tracker = "bogus"'), "t.toml: jobs.tracker: Input should be"),
         (
             GOOD.replace('tracker = "arq"', 'tracker = "http"'),
             't.toml: jobs: Value error, tracker "http" needs',
