@@ -37,7 +37,7 @@ from service.settings import Settings
 from service.sources import Idempotency
 from service.worker_state import claim_s
 
-OWNERS: Final = f"{keys.PREFIX}:inprocess:owners"  # zset owner -> last beat (epoch ms)
+OWNERS: Final = lifecycle.INPROCESS_OWNERS  # zset owner -> last beat (epoch ms)
 BEAT_EVERY_S: Final = 0.25
 # an owner silent this long is dead: short, because a restarted API must show its predecessor's loss within a
 # benchmark's phase; only another API process judges it, and a live one beats 8 times in this time
@@ -59,7 +59,7 @@ return ids
 
 def owned(owner: str) -> str:
     """Set: the ids of the jobs an API process holds (answered and not finished)."""
-    return f"{keys.PREFIX}:inprocess:{owner}"
+    return f"{lifecycle.INPROCESS_OWNED}{owner}"  # lifecycle.queue_depth counts these
 
 
 @dataclass

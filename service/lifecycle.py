@@ -210,11 +210,31 @@ def export_records(client: redis.Redis, job_ids: Iterable[str]) -> Iterator[dict
         yield from flush()
 
 
+# In-process jobs (service/inprocess.py): each API process (owner) beats in the zset INPROCESS_OWNERS and
+# holds the ids of its unfinished jobs in the set INPROCESS_OWNED + owner. An owner stays in the zset until it
+# stops with nothing held, or until a live peer's sweep records its jobs as lost.
+INPROCESS_OWNERS: Final = f"{keys.PREFIX}:inprocess:owners"
+INPROCESS_OWNED: Final = f"{keys.PREFIX}:inprocess:"
+
+# the jobs every owner holds, in one call (a few owners: the API processes of this Redis)
+_INPROCESS_HELD_LUA: Final = """
+local n = 0
+for _, owner in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  n = n + redis.call('SCARD', ARGV[1] .. owner)
+end
+return n
+"""
+
+
 def queue_depth(client: redis.Redis, queue: str = default_queue_name) -> dict[str, int]:
     """Queue depth now: ready, deferred, in_progress, dlq, completed (QUEUE_COLUMNS minus ts); 1 round trip.
 
     arq keeps a running job in its queue zset with its old (past) score, so `ready` is the past-scored count
     minus the running ones; a retrying job gets a future score when its attempt ends, so it counts as deferred.
+    In-process jobs are in no queue: every job an API process holds unfinished (answered, running or between
+    tries), or a dead one held until a peer's sweep records it as lost, counts as in_progress, so a drain
+    waits for them and for that sweep. (When both kinds run at once, an in-process job's claim in RUNNING may
+    also be taken for an arq one's: in_progress is then over, never under.)
     """
     now_ms = int(time.time() * 1000)
     with client.pipeline(transaction=False) as pipe:
@@ -223,12 +243,13 @@ def queue_depth(client: redis.Redis, queue: str = default_queue_name) -> dict[st
         pipe.zcount(RUNNING, f"({now_ms}", "+inf")
         pipe.hlen(keys.DLQ)
         pipe.hget(keys.STATS, "completed")
-        past, future, running, dlq, completed = pipe.execute()
+        pipe.eval(_INPROCESS_HELD_LUA, 1, INPROCESS_OWNERS, INPROCESS_OWNED)
+        past, future, running, dlq, completed, held = pipe.execute()
     in_progress = min(int(running), int(past))
     return {
         "ready": int(past) - in_progress,
         "deferred": int(future),
-        "in_progress": in_progress,
+        "in_progress": in_progress + int(held),
         "dlq": int(dlq),
         "completed": int(completed or 0),
     }

@@ -154,6 +154,29 @@ async def test_a_live_api_records_a_silent_owners_jobs_as_missing_and_keeps_thei
         await redis.aclose()
 
 
+async def test_queue_depth_counts_the_jobs_api_processes_hold_until_done_or_swept(redis_url: str) -> None:
+    """The end-of-load drain waits on queue_depth: in-process jobs are in no arq queue, yet in progress."""
+    redis, client = Redis.from_url(redis_url), sync_redis.Redis.from_url(redis_url)
+    try:
+        dead, live = InProcess(_settings(redis_url), redis), InProcess(_settings(redis_url), redis)
+        for ip in (dead, live):
+            await ip.beat()
+        await _accept(dead, "held")
+        await _accept(live, "answered")
+        depth = lifecycle.queue_depth(client)  # what loadtests/_jobside.py's backlog() sums:
+        assert depth["ready"] + depth["deferred"] + depth["in_progress"] == 2 == depth["in_progress"]
+        await live.run("s-answered", "answered", "u", "answered")
+        assert lifecycle.queue_depth(client)["in_progress"] == 1  # the dead owner's job, until it is swept
+        await redis.zadd(OWNERS, {dead.owner: int((time.time() - OWNER_TTL_S - 1) * 1000)})
+        live.beating_since = time.monotonic() - SWEEP_AFTER_S
+        assert await live.beat() == [dead.owner]
+        depth = lifecycle.queue_depth(client)
+        assert depth == {"ready": 0, "deferred": 0, "in_progress": 0, "dlq": 0, "completed": 1}
+    finally:
+        client.close()
+        await redis.aclose()
+
+
 def test_api_faults_parse() -> None:
     assert {"api-sigkill", "api-restart"} <= set(FAULT_NAMES)
     fault = parse_fault("api-sigkill@10s", 30)
