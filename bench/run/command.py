@@ -68,7 +68,7 @@ def _parse_faults(cfg: RunConfig) -> list[Fault]:
         raise UsageError(
             "--fault acts during the offload phase: add an offload-like mode (one with job_id) to --modes"
         )
-    needs_stack = [f.name for f in faults if f.name.startswith(("worker-", "redis-"))]
+    needs_stack = [f.name for f in faults if f.name.startswith(("worker-", "redis-", "api-"))]
     if needs_stack and cfg.host:
         raise UsageError(f"--fault {needs_stack[0]} needs the stack this command starts (drop --host)")
     on_redis = [name for name in needs_stack if name in REDIS_FAULTS]

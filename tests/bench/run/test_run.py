@@ -109,6 +109,7 @@ def test_host_mode_starts_nothing(tmp_path, api_url):
         (["--redis-url", "http://x"], "redis_url"),
         (["--host", "http://127.0.0.1:1"], "does not answer"),
         (["--fault", "meteor"], "unknown fault"),
+        (["--host", "http://127.0.0.1:1", "--fault", "api-sigkill@1s"], "needs the stack"),
         (["--config", "missing.toml"], "config file not found"),
     ],
 )
