@@ -85,28 +85,50 @@ def orphan_effect(attempts: pd.DataFrame | None, start: float, end: float | None
     }
 
 
+# one mode's data a fault is judged against: its API samples, queue-depth samples and job attempts
+ModeData = tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]
+
+
+def fault_mode(fault: Mapping[str, Any], default: str = "offload") -> str:
+    """The mode whose load a fault hit: its record's detail.mode (api faults fire once per mode with jobs),
+    else the run's fault phase, default (records written before detail.mode existed: offload)."""
+    detail = fault.get("detail")
+    mode = detail.get("mode") if isinstance(detail, Mapping) else None
+    return mode if isinstance(mode, str) and mode else default
+
+
 def fault_effects(
     faults: Sequence[Mapping[str, Any]],
     samples: pd.DataFrame | None,
     queue: pd.DataFrame | None,
     attempts: pd.DataFrame | None,
+    mode: str = "offload",
+    others: Mapping[str, ModeData] | None = None,
 ) -> dict[str, Any]:
-    """The reliability section: one entry per fault, plus API errors outside every fault window."""
+    """The reliability section: one entry per fault, plus API errors outside every fault window.
+
+    samples, queue and attempts are the data of `mode`, the phase of a fault that names none; a fault whose
+    detail.mode names another mode is judged against that mode's data in `others` (none there: no data)."""
+    data: dict[str, ModeData] = {**(others or {}), mode: (samples, queue, attempts)}
     out = []
-    outside = None if samples is None else np.ones(len(samples), dtype=bool)
+    outside: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}  # per mode: samples, outside its fault windows
     for fault in faults:
         entry: dict[str, Any] = dict(fault)
+        entry["mode"] = fault_mode(fault, mode)
+        m_samples, m_queue, m_attempts = data.get(entry["mode"], (None, None, None))
+        if m_samples is not None and entry["mode"] not in outside:
+            outside[entry["mode"]] = (m_samples, np.ones(len(m_samples), dtype=bool))
         window = _window(fault)
         if window is not None:
             start, end = window
-            if samples is not None and outside is not None:
-                entry["api"] = api_effect(samples, start, end)
-                ts = samples["intended_ts"].to_numpy(dtype=float)
-                outside &= ~((ts >= start - SETTLE_S) & (ts <= end + SETTLE_S))
-            entry["recovery_s"] = recovery_s(queue, start, end)
-            entry["jobs"] = orphan_effect(attempts, start, end)
+            if m_samples is not None:
+                entry["api"] = api_effect(m_samples, start, end)
+                ts = m_samples["intended_ts"].to_numpy(dtype=float)
+                outside[entry["mode"]][1][:] &= ~((ts >= start - SETTLE_S) & (ts <= end + SETTLE_S))
+            entry["recovery_s"] = recovery_s(m_queue, start, end)
+            entry["jobs"] = orphan_effect(m_attempts, start, end)
         out.append(entry)
     elsewhere = None
-    if samples is not None and outside is not None and faults:
-        elsewhere = int(((samples["ok"].to_numpy() != 1) & outside).sum())
+    if outside:
+        elsewhere = sum(int(((df["ok"].to_numpy() != 1) & mask).sum()) for df, mask in outside.values())
     return {"faults": out, "errors_outside_faults": elsewhere, "settle_s": SETTLE_S, "baseline_s": BASELINE_S}

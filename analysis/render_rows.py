@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from analysis.reliability import fault_mode
+
 VERDICT_MARK = {"fast": "🟢 fast", "ok": "🟡 ok", "slow": "🔴 slow", None: "–"}
 PLOT_TITLES = {
     "percentiles": "API latency by percentile",
@@ -94,7 +96,7 @@ def instrument_rows(summary: Mapping[str, Any]) -> list[list[str]]:
 
 
 FAULT_HEADER = [
-    "fault", "at (s into offload)", "lasted s", "API errors in window", "queue recovery s", "jobs cut by it",
+    "fault", "at (s into its mode)", "lasted s", "API errors in window", "queue recovery s", "jobs cut by it",
     "detail",
 ]  # fmt: skip
 RELIABILITY_NOTE = (
@@ -105,12 +107,16 @@ RELIABILITY_NOTE = (
 
 
 def fault_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Injected faults for people: when into the offload phase, how long, what happened."""
+    """Injected faults for people: when into the mode it hit (named when its record names it), how long,
+    what happened."""
     modes = summary["run"].get("modes") or {}
-    t0 = (modes.get("offload") or {}).get("start_ts") or summary["run"].get("created_ts")
     rows = []
     for f in summary["reliability"]["faults"] or []:
+        # the mode it hit: the entry's (the summary names it), else its record's detail.mode, else offload
+        mode, named = f.get("mode") or fault_mode(f), fault_mode(f, "")
+        t0 = (modes.get(mode) or {}).get("start_ts") or summary["run"].get("created_ts")
         ts, end = f.get("ts"), f.get("end_ts")
+        at = f"{ts - t0:.1f}" if isinstance(ts, int | float) and isinstance(t0, int | float) else "–"
         detail = f.get("detail")
         text = (
             ", ".join(f"{k}={v}" for k, v in detail.items())
@@ -123,7 +129,7 @@ def fault_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
         rerun = jobs.get("rerun_max_s")
         rows.append({
             "name": str(f.get("name", "?")),
-            "at": f"{ts - t0:.1f}" if isinstance(ts, int | float) and isinstance(t0, int | float) else "–",
+            "at": f"{at} ({named})" if named and at != "–" else at,  # api faults: one per mode with jobs
             "lasted": f"{end - ts:.1f}" if isinstance(ts, int | float) and isinstance(end, int | float) else "–",
             "api": (f"{num(api.get('errors'))} of {num(api.get('requests'))}" + (f" ({codes}; slowest "
                     f"{ms(worst)} ms)" if codes else "")) if api else "–",

@@ -70,11 +70,14 @@ class Analysis:
             "percentile_method": f"numpy {stats.METHOD} (an observed value: smallest x with >= q of samples <= x)",
             "modes": modes,
             "comparison": compare_modes(modes),
+            # a fault is judged against the mode it hit: its detail.mode (api faults), else the job mode
             "reliability": reliability.fault_effects(
                 data.faults,
                 by_mode.get(self.job_mode),
                 data.queue.get(self.job_mode),
                 data.attempts.get(self.job_mode),
+                self.job_mode,
+                {m: (by_mode.get(m), data.queue.get(m), data.attempts.get(m)) for m in data.modes},
             ),
             "validity": validity.check(data, modes, percentile, th),
         }

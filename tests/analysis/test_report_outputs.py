@@ -7,6 +7,7 @@ import re
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.plots import nines_curve, plot_percentiles
@@ -130,3 +131,33 @@ def test_injected_faults_are_reported_and_shaded(tmp_path):
     md = (run_dir / "report.md").read_text()
     assert "| worker-kill | 20.0 | 1.5 | 0 of " in md and "| worker=w1, exit_code=-9 |" in md
     assert "| transient-burst | – | – | – | – | – | transient_rate=0.5 |" in md
+
+
+def test_each_fault_is_judged_in_the_mode_its_record_names(tmp_path):
+    """api faults fire once per mode with jobs (detail.mode): each row is judged against that mode's samples
+    and jobs and timed from that mode's start; a record naming no mode stays the offload phase's."""
+    run_dir = write_synthetic_run(tmp_path / "run", {"inprocess": 300, "offload": 600}, procs=1)
+    modes = json.loads((run_dir / "run.json").read_text())["modes"]
+    inproc, offload = modes["inprocess"]["start_ts"], modes["offload"]["start_ts"]
+    faults = [
+        {"name": "api-sigkill", "ts": inproc + 20.0, "end_ts": inproc + 21.0,
+         "detail": {"mode": "inprocess", "exit_code": -9}},
+        {"name": "api-sigkill", "ts": offload + 20.0, "end_ts": offload + 21.0,
+         "detail": {"mode": "offload", "exit_code": -9}},
+        {"name": "worker-sigkill", "ts": offload + 30.0, "end_ts": offload + 30.5, "detail": {"worker": "w1"}},
+    ]  # fmt: skip
+    (run_dir / "faults.json").write_text(json.dumps(faults))
+    summary = build_report(run_dir)
+    reported = summary["reliability"]["faults"]
+    assert [f["mode"] for f in reported] == ["inprocess", "offload", "offload"]
+    samples = pd.read_csv(run_dir / "samples" / "inprocess-p0.csv")
+    in_window = samples["intended_ts"].between(inproc + 20.0 - 1.0, inproc + 21.0 + 1.0)
+    # the inprocess kill's window holds inprocess requests (offload's samples have none at that time)
+    assert reported[0]["api"]["requests"] == int(in_window.sum()) > 0
+    # no inprocess jobs or queue in this folder: none cut, no recovery (not offload's)
+    assert reported[0]["jobs"]["in_flight"] == 0 and reported[0]["recovery_s"] is None
+    assert reported[1]["api"]["requests"] > 0 and reported[1]["jobs"]["in_flight"] > 0
+    md = (run_dir / "report.md").read_text()
+    assert "| api-sigkill | 20.0 (inprocess) | 1.0 |" in md and "| api-sigkill | 20.0 (offload) | 1.0 |" in md
+    assert "| worker-sigkill | 30.0 | 0.5 |" in md
+    assert "<td>20.0 (inprocess)</td>" in (run_dir / "report.html").read_text()
