@@ -34,7 +34,7 @@ _log = logging.getLogger("loadtests")
 def connect(target: Target, redis_url: str, host: str) -> Tracker | None:
     """The target's tracker, ready to read (a Redis one after a PING); None when it cannot (logged once)."""
     jobs = target.jobs
-    if jobs.tracker in ("arq", "records", "rq") and not redis_url:
+    if jobs.tracker not in ("http", "none") and not redis_url:  # every other tracker reads Redis
         _log.warning("no --redis-url / REDIS_URL: queue depth and job records are not captured")
         return None
     try:
