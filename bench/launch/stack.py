@@ -251,6 +251,14 @@ class Stack:
                 raise TargetStartError(self._not_ready(timeout_s, what, api))
             time.sleep(0.1)
 
+    def restart_api(self, name: str) -> ManagedProcess:
+        """Start the target's API again, on its port, as the one this stack holds (its log: <name>.log beside the
+        first one's); the caller stops the old one first and waits for the ready path after."""
+        if self.target.service.api is None or self._url is None or self.target.service.url:
+            raise StackError("this stack started no API to restart")
+        self.api = self._shell(name, self.target.service.api)
+        return self.api
+
     def restart_dead_workers(self) -> list[str]:
         """Start a replacement for every worker that died; return the names of the dead ones."""
         dead = [w for w in self.workers if not w.alive()]

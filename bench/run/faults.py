@@ -147,14 +147,11 @@ class FaultInjector:
         signalled = time.monotonic()
         code = victim.stop(API_STOP_S, sig=API_FAULTS[fault.name])
         exit_s = time.monotonic() - signalled
-        # Stack has no public restart (bench/launch/ is not this module's): the command exactly as Stack.start
-        # runs it, on the same port (stack.values()), its log beside the first one's
-        assert stack.target.service.api is not None
         name = f"api-{mode}-{fault.at_s:g}s"
-        stack.api = stack._shell(name, stack.target.service.api)
         detail: dict[str, Any] = {"mode": mode, "api": victim.name, "pid": victim.pid, "exit_code": code,
                                   "exit_s": round(exit_s, 3), "replacement": name}  # fmt: skip
         try:
+            stack.restart_api(name)  # on the same port, its log beside the first one's
             stack.wait_ready(READY_TIMEOUT_S)
         except StackError as exc:
             detail["error"] = f"the API did not come back: {exc}"

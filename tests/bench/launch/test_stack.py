@@ -181,3 +181,20 @@ def test_workers_that_never_come_up_are_named_with_their_logs(tmp_path: Path, re
     assert str(info.value) == (
         "the target was not ready within 2 s (workers not up): worker-1, worker-2: connecting to nowhere"
     )
+
+
+def test_restart_api_starts_the_api_again_on_its_port(tmp_path: Path, redis_url: str) -> None:
+    api = f"{sys.executable} -m http.server --bind 127.0.0.1 {{port}}"
+    target = parse_target(f'[service]\napi = "{api}"' + MODES, "t.toml")
+    stack = Stack(target=target, target_dir=tmp_path, log_dir=tmp_path / "logs", redis_url=redis_url)
+    try:
+        stack.start(timeout_s=15)
+        first, url = stack.api, stack.api_url
+        assert first is not None and first.stop(5, sig=signal.SIGKILL) == -signal.SIGKILL
+        again = stack.restart_api("api-again")
+        stack.wait_ready(15)
+        assert stack.api is again and again is not first and again.alive() and stack.api_url == url
+        assert again.pid != first.pid and (tmp_path / "logs" / "api-again.log").is_file()
+    finally:
+        stack.stop(5)
+    assert stack.api is not None and not stack.api.alive()
