@@ -226,3 +226,27 @@ def test_offload_bench_runs_the_saq_example_end_to_end(tmp_path: Path) -> None:
     assert jobs["e2e_samples"] > 0 and jobs["queue_wait_ms"]["p50"] is not None
     run = json.loads((run_dir / "run.json").read_text())
     assert run["target"]["tracker"] == "saq" and run["modes"]["offload"]["tracker"]["name"] == "saq"
+
+
+def test_a_run_without_saq_installed_is_one_error_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from bench.cli import main  # in-process: the console script's own entry point
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "saq" else real(name, *a)
+    )
+    target = SAQ_EXAMPLE / "target.toml"
+    monkeypatch.setattr(
+        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: tracker \"saq\" needs: pip install 'offload-bench[saq]'"
+    ]
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
