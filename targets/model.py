@@ -111,7 +111,7 @@ class Jobs(_Strict):
         if self.tracker == "saq" and "queue" not in self.model_fields_set:
             raise ValueError('tracker "saq" needs queue: the name of the SAQ Queue, e.g. "default"')
         if self.redis_url and self.tracker not in ("rq", "saq", "celery"):
-            raise ValueError(f'redis_url is read by tracker "rq" only, not "{self.tracker}"')
+            raise ValueError(f'redis_url is read by trackers rq, saq and celery only, not "{self.tracker}"')
         return self
 
 
