@@ -34,6 +34,7 @@ from bench.run.loadrun import LoadError, run_mode
 from runfolder.load import load_section
 from runfolder.rundir import create_run_dir, update_run_json
 from runfolder.schema import LOADGEN_DIR, SAMPLES_DIR
+from targets.trackers import make_tracker
 
 POLL_S: Final = 0.1
 QUIET_S: Final = 0.3  # the queue must stay empty this long (a worker's last finish lands after its ZREM)
@@ -120,17 +121,33 @@ class StepStack:
         return self.base.redis_url or (self.stack.redis_url if self.stack else None)
 
     def queue_length(self) -> int | None:
-        """Jobs in the queue (ready, deferred and in progress: arq keeps them all in one sorted set)."""
-        if self.redis_url is None or self.target.jobs.tracker not in ("records", "arq"):
+        """Jobs in the queue: ready, deferred and in progress (None: no queue to see).
+
+        arq keeps them all in one sorted set (one ZCARD); another library's tracker (rq, celery, saq, ...)
+        counts them from its own depth(): the same figures as the run's depth plot."""
+        jobs = self.target.jobs
+        if self.redis_url is None or jobs.tracker in ("http", "none"):
             return None
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        if jobs.tracker in ("records", "arq"):
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                count: int = client.zcard(jobs.queue)  # type: ignore[assignment]  # sync client
+                return int(count)
+            except redis.RedisError:
+                return None
+            finally:
+                client.close()
         try:
-            count: int = client.zcard(self.target.jobs.queue)  # type: ignore[assignment]  # sync client
-            return int(count)
+            tracker = make_tracker(jobs, self.redis_url, self.host)
+        except (ImportError, ValueError):  # a missing library was refused before the first step
+            return None
+        try:
+            depth = tracker.depth()
         except redis.RedisError:
             return None
         finally:
-            client.close()
+            tracker.close()
+        return None if depth is None else depth["ready"] + depth["deferred"] + depth["in_progress"]
 
     def settle(self) -> Settle:
         """Wait (at most settle_s) until the previous step's requests and jobs are gone; restart the stack when
