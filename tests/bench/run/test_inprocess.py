@@ -13,7 +13,7 @@ from pathlib import Path
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from bench.run.faults import FAULT_NAMES, parse_fault
+from bench.run.faults import API_STOP_S, FAULT_NAMES, parse_fault
 from service import keys, lifecycle
 from service.inprocess import OWNER_TTL_S, OWNERS, SWEEP_AFTER_S, InProcess, owned
 from service.lifecycle import export_records
@@ -72,6 +72,34 @@ def test_api_sigkill_loses_the_inprocess_jobs_of_the_killed_process_and_none_of_
     offload = summary["modes"]["offload"]["jobs"]
     assert offload["accepted"] > 50 and offload["lost"] == 0 and offload["pending"] == 0
     assert offload["completed"] == offload["accepted"]
+
+
+def test_api_restart_lets_the_inprocess_jobs_finish(tmp_path: Path) -> None:
+    """SIGTERM (a deploy's restart): uvicorn's graceful stop runs the answered requests' background tasks to
+    their end before the process exits, so nothing is lost; the drain waits for the restarted API's jobs."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_") and k != "REDIS_URL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--modes", "inprocess", "--duration", "4s", "--warmup", "1s",
+         "--arrival-rate", "20", "--drain-timeout", "20s", "--fault", "api-restart@2.5s",
+         "--out", str(tmp_path / "runs"), *SLOW_JOBS],
+        cwd=tmp_path, env=clean, capture_output=True, timeout=60,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (fault,) = json.loads((run_dir / "faults.json").read_text())
+    assert fault["name"] == "api-restart" and fault["detail"]["mode"] == "inprocess", fault
+    # uvicorn re-raises the SIGTERM after its graceful stop: -15, well within the bound before a SIGKILL
+    detail = fault["detail"]
+    assert detail["exit_code"] in (0, -15) and detail["exit_s"] < API_STOP_S and "error" not in detail, fault
+    records = [json.loads(line) for line in (run_dir / "jobs" / "inprocess.jsonl").read_text().splitlines()]
+    # jobs running when the API got its SIGTERM, each run to its end by the old process
+    cut_at = fault["ts"]
+    running = [r for r in records if any(a["start_ts"] < cut_at < (a["end_ts"] or 0) for a in r["attempts"])]
+    assert running, "no job was running when the API got its SIGTERM"
+    jobs = json.loads((run_dir / "summary.json").read_text())["modes"]["inprocess"]["jobs"]
+    assert jobs["accepted"] > 20 and jobs["lost"] == 0 and jobs["pending"] == 0, jobs
+    assert jobs["completed"] == jobs["accepted"], jobs
 
 
 # The records and the sweep themselves, on a real Redis without the harness (fast).
