@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-TRACKERS = ("arq", "rq", "saq", "celery", "http", "records", "none")
+TRACKERS = ("arq", "rq", "saq", "celery", "dramatiq", "http", "records", "none")
 # modes that get the side-by-side comparison when present (any other name is measured on its own)
 COMPARED_MODES = ("noop", "sync", "offload")
 
@@ -82,17 +82,18 @@ class Mode(_Strict):
 class Jobs(_Strict):
     """[jobs]: how each accepted job's fate is learnt."""
 
-    tracker: Literal["arq", "rq", "saq", "celery", "http", "records", "none"] = "none"
+    tracker: Literal["arq", "rq", "saq", "celery", "dramatiq", "http", "records", "none"] = "none"
     queue: str = Field(
         "arq:queue",
         min_length=1,
-        description="arq: WorkerSettings.queue_name; rq: the Queue's name; celery: the queue (default celery)",
+        description="arq: WorkerSettings.queue_name; rq: the Queue's name; celery: the queue (default celery); "
+        'dramatiq: "<queue>:<actor>"',
     )
     redis_url: str | None = Field(
         None,
         min_length=1,
-        description="rq, celery: the Redis holding the library's state when not the run's (placeholders "
-        "allowed)",
+        description="rq, saq, celery, dramatiq: the Redis holding the library's state when not the run's "
+        "(placeholders allowed)",
     )
     status_path: str | None = Field(None, pattern=r"^/", description="http: e.g. /jobs/{job_id}")
     state: str = Field("status", min_length=1, description="http: dotted path to the state in the answer")
@@ -110,8 +111,12 @@ class Jobs(_Strict):
             raise ValueError('tracker "rq" needs queue: the name of the RQ Queue, e.g. "default"')
         if self.tracker == "saq" and "queue" not in self.model_fields_set:
             raise ValueError('tracker "saq" needs queue: the name of the SAQ Queue, e.g. "default"')
-        if self.redis_url and self.tracker not in ("rq", "saq", "celery"):
-            raise ValueError(f'redis_url is read by trackers rq, saq and celery only, not "{self.tracker}"')
+        if self.tracker == "dramatiq" and "queue" not in self.model_fields_set:
+            raise ValueError('tracker "dramatiq" needs queue: "<queue>:<actor>", e.g. "default:divide"')
+        if self.redis_url and self.tracker not in ("rq", "saq", "celery", "dramatiq"):
+            raise ValueError(
+                f'redis_url is read by trackers rq, saq, celery and dramatiq only, not "{self.tracker}"'
+            )
         return self
 
 

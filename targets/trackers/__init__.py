@@ -21,7 +21,12 @@ __all__ = [
 ]  # fmt: skip
 
 # trackers that need a queue library beyond the base install: tracker -> (module, extra)
-LIBRARIES: Final = {"rq": ("rq", "rq"), "saq": ("saq", "saq"), "celery": ("celery", "celery")}
+LIBRARIES: Final = {
+    "rq": ("rq", "rq"),
+    "saq": ("saq", "saq"),
+    "celery": ("celery", "celery"),
+    "dramatiq": ("dramatiq", "dramatiq"),
+}
 
 
 class MissingLibrary(ImportError):
@@ -80,4 +85,10 @@ def make_tracker(jobs: Jobs, redis_url: str | None, api_url: str) -> Tracker:
         from targets.trackers.saq import SaqTracker  # imports saq: only when its tracker is used
 
         return SaqTracker(client, jobs.queue)
+    if jobs.tracker == "dramatiq":
+        from targets.trackers.dramatiq import (
+            DramatiqTracker,
+        )  # imports dramatiq: only when its tracker is used
+
+        return DramatiqTracker(client, jobs.queue)
     return RecordsTracker(client, jobs.queue)

@@ -164,7 +164,7 @@ def test_offload_bench_runs_the_rq_example_end_to_end(tmp_path: Path) -> None:
 def test_jobs_section_rq_needs_its_queue_and_redis_url_is_rq_only() -> None:
     with pytest.raises(ValueError, match='tracker "rq" needs queue'):
         Jobs(tracker="rq")
-    with pytest.raises(ValueError, match='redis_url is read by trackers rq, saq and celery only'):
+    with pytest.raises(ValueError, match="redis_url is read by trackers rq, saq, celery and dramatiq only"):
         Jobs(tracker="arq", redis_url="redis://127.0.0.1:6379/0")
     jobs = Jobs(tracker="rq", queue="default", redis_url="{redis_url}")
     tracker = make_tracker(jobs, "redis://:secret@127.0.0.1:6399/0", "")
