@@ -30,8 +30,10 @@ run:
 # every goal a ratio against a peer run alongside (alternating pairs, median + 95 % interval, verdict); exits 1
 # only on a missed goal. A machine shared with other heavy runs: make bench BENCH_ARGS="--lock /tmp/ob-heavy.lock"
 # (each benchmark under `flock FILE`); one benchmark: BENCH_ARGS="--only worker". Under 10 minutes.
+# + the queue shoot-out (issue 21.5, ~13 min on its own): make bench QUEUES=1 QUEUES_ARGS="--lock /tmp/ob-heavy.lock"
 bench:
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+	$(if $(QUEUES),$(BIN)/python benchmarks/bench_queues.py $(QUEUES_ARGS))
 
 # After changing runfolder/summary.py: rewrite the committed JSON Schema (tests/runfolder checks it is current).
 schema:

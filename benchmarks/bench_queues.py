@@ -1,0 +1,363 @@
+"""The queue shoot-out (issue 21.5): every library's stock example, offloaded the same way, plain and with a
+worker SIGKILL mid-run, under its defaults and its at-least-once settings; plus the sample service's
+in-process mode (FastAPI BackgroundTasks' way) beside its offload mode under an API SIGKILL.
+
+    .venv/bin/python benchmarks/bench_queues.py [--duration 15] [--rate 3] [--only rq,celery] [--quick]
+                                                [--json PATH] [--out DIR] [--lock FILE] [--no-plot]
+
+Each cell is an ordinary `offload-bench run` (a child process) with its own run folder under one parent folder
+(--out, default reports/queues/<UTC time>); every figure of the table is read from the run folders'
+summary.json, so each row can be rebuilt with `offload-bench report <run folder>`. Same open-model load for all
+(Poisson arrivals at --rate/s, --duration per mode, one worker process, 0.2 s I/O jobs: WORK_MS=200 for the
+examples; --pages 1 --io-ms 200 --cpu-ms 0 for the sample service). The settings variable of each example is
+read from its target.toml's comment (`<LIB>_SETTINGS=settings_at_least_once`): an example without one (arq)
+has one variant, its own settings. Dramatiq is included when examples/fastapi_dramatiq/target.toml exists.
+
+A figure a library cannot give is shown as such ("n/a — ..."), never as 0. Writes the table (rich on stdout,
+Markdown in <out>/table.md, JSON with --json) and a plot (<out>/queues.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _stack import REPO, SHARED_CORES_NOTE, clean_env
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+LIBS = ("arq", "rq", "celery", "saq", "dramatiq", "sample")
+WORK_MS = 200  # the job: 0.2 s of I/O wait (each example's WORK_MS; the sample service's --io-ms)
+# what each library records of a job's start: without it, no queue wait (the tracker leaves it empty)
+NO_START = "n/a — {lib} keeps no start time"
+_SETTINGS_VAR = re.compile(r"\b([A-Z][A-Z0-9_]*_SETTINGS)=settings_at_least_once\b")
+
+
+@dataclass
+class Cell:
+    """One `offload-bench run`: a library's example (or the sample service), one settings, one fault."""
+
+    lib: str
+    settings: str  # "defaults", "at-least-once", or "example's" (no settings variable)
+    fault: str  # "" or the --fault value
+    modes: list[str]
+    target: str | None  # None: the built-in sample service
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.lib}-{self.settings.replace(' ', '_').replace(chr(39), '')}-{self.fault or 'plain'}"
+
+
+def settings_variable(target: Path) -> str | None:
+    """The env var that picks the example's at-least-once settings, from its target.toml's comments."""
+    match = _SETTINGS_VAR.search(target.read_text())
+    return match[1] if match else None
+
+
+def cells(libs: list[str], fault_at: float) -> list[Cell]:
+    """Every cell of the shoot-out for these libraries, in run order."""
+    kill = f"worker-sigkill@{fault_at:g}s"
+    out: list[Cell] = []
+    for lib in libs:
+        if lib == "sample":
+            continue
+        target = REPO / "examples" / f"fastapi_{lib}" / "target.toml"
+        if not target.exists():
+            continue
+        var = settings_variable(target)
+        variants = (
+            [("defaults", {var: "settings_defaults"}), ("at-least-once", {var: "settings_at_least_once"})]
+            if var
+            else [("example", {})]
+        )
+        for settings, env in variants:
+            for fault in ("", kill):
+                rel = str(target.relative_to(REPO))
+                out.append(Cell(lib, settings, fault, ["offload"], rel, {"WORK_MS": str(WORK_MS), **env}))
+    if "sample" in libs:
+        profile = ["--pages", "1", "--io-ms", str(WORK_MS), "--cpu-ms", "0"]
+        out.append(
+            Cell(
+                "sample",
+                "built-in",
+                f"api-sigkill@{fault_at:g}s",
+                ["inprocess", "offload"],
+                None,
+                args=profile,
+            )
+        )
+    return out
+
+
+def command(cell: Cell, folder: Path, duration: float, warmup: float, rate: float, drain: float) -> list[str]:
+    """The `offload-bench run` command line of one cell."""
+    cmd = [str(REPO / ".venv" / "bin" / "offload-bench"), "run"]
+    if cell.target:
+        cmd += ["--target", cell.target]
+    cmd += ["--modes", ",".join(cell.modes), "--workers", "1", "--arrival-rate", f"{rate:g}"]
+    cmd += [
+        "--arrival",
+        "poisson",
+        "--seed",
+        "42",
+        "--duration",
+        f"{duration:g}s",
+        "--warmup",
+        f"{warmup:g}s",
+    ]
+    cmd += ["--drain-timeout", f"{drain:g}s", "--out", str(folder), *cell.args]
+    if cell.fault:
+        cmd += ["--fault", cell.fault]
+    return cmd
+
+
+def run_cell(
+    cell: Cell, cmd: list[str], folder: Path, lock: Path | None, timeout_s: float
+) -> tuple[int, Path | None]:
+    """Run one cell; (exit code, its run folder or None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        cmd = ["flock", str(lock), *cmd]
+    venv_bin = str(REPO / ".venv" / "bin")  # the examples' commands (uvicorn, rq, celery, saq, arq) live here
+    env = clean_env(**cell.env, PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    with (folder / "bench_queues.log").open("w") as log:
+        log.write(" ".join(f"{k}={v}" for k, v in cell.env.items()) + " " + " ".join(cmd) + "\n")
+        log.flush()
+        try:
+            rc = subprocess.run(
+                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+    runs = sorted(p.parent for p in folder.glob("*/summary.json"))
+    return rc, (runs[-1] if runs else None)
+
+
+def _pct(block: dict[str, Any] | None, key: str) -> float | None:
+    if not block:
+        return None
+    value = block.get(key)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def rows_of(cell: Cell, rc: int, run: Path | None) -> list[dict[str, Any]]:
+    """The table's rows of one cell (one per mode), every figure from its summary.json; None = cannot give."""
+    base = {"library": cell.lib, "settings": cell.settings, "fault": cell.fault or "none", "exit": rc}
+    if run is None:
+        return [{**base, "mode": m, "run": None, "error": f"did not run (exit {rc})"} for m in cell.modes]
+    summary = json.loads((run / "summary.json").read_text())
+    faults = summary.get("reliability", {}).get("faults", [])
+    out = []
+    for mode in cell.modes:
+        m = summary["modes"].get(mode, {})
+        jobs = m.get("jobs") or {}
+        tracker = summary["run"].get("modes", {}).get(mode, {}).get("tracker") or {}
+        lib = "the sample service" if cell.lib == "sample" else cell.lib
+        wait = _pct(jobs.get("queue_wait_ms"), "p50")
+        fault = next((f for f in faults if f.get("mode", "offload") == mode), None)
+        row = {
+            **base,
+            "mode": mode,
+            "run": str(run),
+            "requests": m.get("requests"),
+            "enough_p99": (m.get("enough_samples") or {}).get("p99"),
+            "api_p50_ms": _pct(m.get("latency_ms"), "p50"),
+            "api_p99_ms": _pct(m.get("latency_ms"), "p99"),
+            "queue_wait_p50_ms": wait,
+            "queue_wait_note": None if wait is not None or not jobs else NO_START.format(lib=lib),
+            "e2e_p95_ms": _pct(jobs.get("e2e_ms"), "p95"),
+            "accepted": jobs.get("accepted"),
+            "completed": jobs.get("completed"),
+            "lost": jobs.get("lost"),
+            "unknown": jobs.get("unknown"),
+            "dead": jobs.get("dead_lettered"),
+            "duplicates": jobs.get("duplicates"),
+            "pending": jobs.get("pending"),
+            "recovery_s": fault.get("recovery_s") if fault else None,
+            "fault_detail": fault.get("jobs") if fault else None,
+            "tracker_notes": tracker.get("notes", []),
+        }
+        out.append(row)
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _n(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+COLUMNS = (
+    "library", "settings", "fault", "mode", "requests", "API p50 ms", "API p99 ms", "queue wait p50 ms",
+    "e2e p95 ms", "accepted", "completed", "in flight at kill", "lost", "unknown", "dead", "dup", "pending",
+    "recovery s",
+)  # fmt: skip
+
+
+def cells_of(row: dict[str, Any]) -> list[str]:
+    """One row's printed cells (a figure the library cannot give says so; never 0)."""
+    head = [row["library"], row["settings"], row["fault"], row["mode"]]
+    if row.get("error"):
+        return [*head, row["error"], *[""] * (len(COLUMNS) - 5)]
+    wait = row["queue_wait_note"] or _ms(row["queue_wait_p50_ms"])
+    p99 = _ms(row["api_p99_ms"]) + ("" if row["enough_p99"] else "*")
+    rec = "" if row["recovery_s"] is None else f"{row['recovery_s']:.1f}"
+    in_flight = "" if not row["fault_detail"] else _n(row["fault_detail"].get("in_flight"))
+    return [*head, _n(row["requests"]), _ms(row["api_p50_ms"]), p99, wait, _ms(row["e2e_p95_ms"]),
+            _n(row["accepted"]), _n(row["completed"]), in_flight, _n(row["lost"]), _n(row["unknown"]), _n(row["dead"]),
+            _n(row["duplicates"]), _n(row["pending"]), rec]  # fmt: skip
+
+
+def rich_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="queue shoot-out: one worker, 0.2 s I/O jobs, open-model load")
+    for col in COLUMNS:
+        t.add_column(col, justify="left" if col in COLUMNS[:4] else "right", overflow="fold")
+    for row in rows:
+        t.add_row(*cells_of(row))
+    return t
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells_of(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Left: enqueue API p50/p99 and end-to-end p95 (ms, log); right: the jobs' fates after the fault."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if not r.get("error")]
+    if not ok:
+        return
+    labels = [f"{r['library']} {r['settings']} {r['mode']}\n{r['fault']}" for r in ok]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 0.5 * len(ok) + 2), sharey=True)
+    ys = list(range(len(ok)))
+    h = 0.27
+    for i, (key, name) in enumerate((("api_p50_ms", "API p50"), ("api_p99_ms", "API p99"),
+                                     ("e2e_p95_ms", "end-to-end p95"))):  # fmt: skip
+        vals = [r[key] if r[key] is not None else math.nan for r in ok]
+        ax1.barh([y + (i - 1) * h for y in ys], vals, height=h, label=name)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("ms (log; a missing bar: the library cannot give it)")
+    ax1.set_yticks(ys, labels, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.legend(fontsize=8)
+    left = [0.0] * len(ok)
+    for key, colour in (("completed", "#8c8"), ("pending", "#fc6"), ("dead", "#c6c"), ("unknown", "#aaa"),
+                        ("lost", "#e44"), ("duplicates", "#48c")):  # fmt: skip
+        vals = [float(r[key] or 0) for r in ok]
+        ax2.barh(ys, vals, left=left, label=key, color=colour)
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax2.set_xlabel("jobs (completed, then pending, dead, unknown, lost, duplicates)")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="the queue shoot-out (issue 21.5)")
+    parser.add_argument("--duration", type=float, default=15.0, help="load seconds per mode (default 15)")
+    parser.add_argument(
+        "--rate", type=float, default=3.0, help="arrivals/s, Poisson (default 3: one worker keeps up)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds excluded from the API figures")
+    parser.add_argument("--drain", type=float, default=10.0, help="--drain-timeout of each run, seconds")
+    parser.add_argument("--only", default=None, help=f"comma-separated libraries ({', '.join(LIBS)})")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny smoke test (6 s per mode): figures mean nothing"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="parent folder of the run folders")
+    parser.add_argument("--lock", type=Path, default=None, help="hold `flock FILE` around each cell")
+    parser.add_argument("--plot", type=Path, default=None, help="the PNG (default <out>/queues.png)")
+    args = parser.parse_args()
+    libs = [s.strip() for s in args.only.split(",")] if args.only else list(LIBS)
+    if bad := [lib for lib in libs if lib not in LIBS]:
+        parser.error(
+            f"unknown librar{'ies' if len(bad) > 1 else 'y'} {', '.join(bad)} (choose from {', '.join(LIBS)})"
+        )
+    if args.lock is not None and shutil.which("flock") is None:
+        print("error: --lock needs the flock command (util-linux)", file=sys.stderr)
+        return 2
+    duration, drain = (6.0, 6.0) if args.quick else (args.duration, args.drain)
+    warmup = min(args.warmup, duration / 4)
+    fault_at = round(duration / 2, 1)  # mid-run, counted from the phase's start (warmup included)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or REPO / "reports" / "queues" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    todo = cells(libs, fault_at)
+    missing = [
+        lib
+        for lib in libs
+        if lib != "sample" and not (REPO / "examples" / f"fastapi_{lib}" / "target.toml").exists()
+    ]
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    for lib in missing:
+        console.print(f"[yellow]{lib}: no examples/fastapi_{lib}/target.toml — skipped[/yellow]")
+    rows: list[dict[str, Any]] = []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    t0 = time.time()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+        task = progress.add_task("cells", total=len(todo))
+        for cell in todo:
+            progress.update(task, description=f"{cell.name}: running")
+            folder = out / cell.name
+            cmd = command(cell, folder, duration, warmup, args.rate, drain)
+            timeout_s = duration * len(cell.modes) + drain + 180
+            rc, run = run_cell(cell, cmd, folder, args.lock, timeout_s)
+            new = rows_of(cell, rc, run)
+            rows += new
+            state = "ok" if run is not None and rc == 0 else f"exit {rc} (log: {folder / 'bench_queues.log'})"
+            progress.console.print(f"{cell.name}: {state}  {run or ''}")
+            progress.advance(task)
+    wall = time.time() - t0
+    console.print(rich_table(rows))
+    console.print(f"[dim]{SHARED_CORES_NOTE}[/dim]")
+    console.print(
+        "[dim]* p99 from fewer than 1,000 samples (the slowest few); run folders: " + str(out) + "[/dim]"
+    )
+    for row in rows:
+        for note in row.get("tracker_notes") or []:
+            console.print(f"[dim]{row['library']} {row['settings']} {row['fault']}: {note}[/dim]")
+    head = (f"{stamp} UTC, commit {commit}, {len(todo)} runs in {wall:.0f} s; --duration {duration:g} s, --rate "
+            f"{args.rate:g}/s, kill at {fault_at:g} s")  # fmt: skip
+    (out / "table.md").write_text(f"{head}\n\n{markdown(rows)}\n{SHARED_CORES_NOTE}\n")
+    png = args.plot or out / "queues.png"
+    plot(rows, png, f"queue shoot-out ({head})\n{SHARED_CORES_NOTE}")
+    console.print(f"table: {out / 'table.md'}  plot: {png}")
+    if args.json:
+        meta = {"stamp": stamp, "commit": commit, "duration_s": duration, "rate": args.rate, "warmup_s": warmup,
+                "fault_at_s": fault_at, "work_ms": WORK_MS, "wall_s": wall, "note": SHARED_CORES_NOTE, "out": str(out)}  # fmt: skip
+        args.json.write_text(
+            json.dumps({"meta": meta, "rows": rows, "cells": [asdict(c) for c in todo]}, indent=1)
+        )
+    return 0 if all(r.get("exit") == 0 for r in rows) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
