@@ -38,7 +38,17 @@ CHUNK: Final = 1_000
 ERROR_CHARS: Final = 200
 NAMESPACE: Final = str(inspect.signature(RedisBroker).parameters["namespace"].default)  # "dramatiq"
 _HASHED: Final = ResultBackend()  # Dramatiq's default result keys (md5 of the readable key)
-_READABLE: Final = ResultBackend(use_namespace_prefix_keys=True)
+
+
+def _readable() -> ResultBackend | None:
+    """The backend's readable key form (`use_namespace_prefix_keys`); None in Dramatiq versions without it (1.15)."""
+    try:
+        return ResultBackend(use_namespace_prefix_keys=True)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return None
+
+
+_READABLE: Final = _readable()
 _CANARY_KEY: Final = "__t"  # Dramatiq's mark of a stored exception (results.result.wrap_exception)
 
 
@@ -137,7 +147,9 @@ class DramatiqTracker:
                         options={},
                         message_id=jid,
                     )
-                    keys += [(jid, _HASHED.build_message_key(msg)), (jid, _READABLE.build_message_key(msg))]
+                    keys.append((jid, _HASHED.build_message_key(msg)))
+                    if _READABLE is not None:
+                        keys.append((jid, _READABLE.build_message_key(msg)))
             with self.client.pipeline(transaction=False) as pipe:
                 for _, key in keys:
                     pipe.lindex(key, 0)
