@@ -2,7 +2,7 @@
 
 The Results middleware stores every return value (and a failure's exception once its retries have run out)
 under `dramatiq-results` keys for RESULT_TTL_MS (1 day here, Dramatiq's default is 10 minutes: shorter than a
-long run). A failure is retried up to 3 times after 100 ms, 200 ms, 400 ms (plus jitter) instead of up to 20
+long run). A failure is retried up to 3 times after 100–200, 200–400, 400–800 ms (Dramatiq's jittered backoff) instead of up to 20
 times from 15 s. Chosen with DRAMATIQ_SETTINGS=settings_at_least_once.
 """
 
