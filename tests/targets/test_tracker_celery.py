@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,81 +176,9 @@ def test_result_expires_shorter_than_the_run_means_unknown_never_lost(
     r.close()
 
 
-def test_a_missing_celery_is_one_line_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "celery" else real(name, *a)
-    )
-    with pytest.raises(ImportError) as err:
-        make_tracker(Jobs(tracker="celery"), "redis://127.0.0.1:1/0", "")
-    assert str(err.value) == "tracker \"celery\" needs: pip install 'offload-bench[celery]'"
-
-
-def test_celery_is_imported_only_when_its_tracker_is_used() -> None:
-    code = "import sys, targets.trackers; assert 'celery' not in sys.modules, 'celery imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
-
-
 def test_jobs_section_celery_queue_defaults_and_redis_url_takes_placeholders() -> None:
     jobs = Jobs(tracker="celery", queue="emails", redis_url="{redis_url}")
     tracker = make_tracker(jobs, "redis://:secret@127.0.0.1:6399/0", "")
     assert isinstance(tracker, CeleryTracker) and tracker.queue == "emails"
     assert tracker.client.connection_pool.connection_kwargs["port"] == 6399
     tracker.close()
-
-
-def test_offload_bench_runs_the_celery_example_end_to_end(tmp_path: Path) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "CELERY_")) and k != "REDIS_URL"
-    }
-    # the at-least-once settings: the acceptance's lost 0 is theirs (a task acked early and running at the
-    # end of the drain leaves no key; the export reads such ids again, but only for a few seconds)
-    env.update(
-        PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
-        WORK_MS="20",
-        CELERY_SETTINGS="settings_at_least_once",
-    )
-    short = ["--duration", "2s", "--warmup", "1s", "--arrival-rate", "10", "--drain-timeout", "20s"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--out", str(tmp_path / "runs")]
-        + ["--target", str(CELERY_EXAMPLE / "target.toml"), *short],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=90,
-    )
-    err = proc.stderr.decode()
-    assert proc.returncode == 0, err[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["modes"]) == {"sync", "offload"}
-    jobs = summary["modes"]["offload"]["jobs"]
-    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
-    # end-to-end from the 202 to date_done; Celery stores no start time, so no queue wait
-    assert jobs["e2e_samples"] > 0 and jobs["queue_wait_ms"]["p50"] is None
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["target"]["tracker"] == "celery" and run["modes"]["offload"]["tracker"]["name"] == "celery"
-
-
-def test_a_run_without_celery_installed_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    import importlib.util
-
-    from bench.cli import main  # in-process: the console script's own entry point
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "celery" else real(name, *a)
-    )
-    target = CELERY_EXAMPLE / "target.toml"
-    monkeypatch.setattr(
-        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: tracker \"celery\" needs: pip install 'offload-bench[celery]'"
-    ]
-    assert not list(tmp_path.iterdir())  # nothing started, nothing written

@@ -3,11 +3,9 @@ the messages sent through Dramatiq's own broker client."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,23 +179,6 @@ def test_without_the_actor_name_it_is_learnt_from_the_messages_seen(
     tracker.close()
 
 
-def test_a_missing_dramatiq_is_one_line_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "dramatiq" else real(name, *a)
-    )
-    with pytest.raises(ImportError) as err:
-        make_tracker(Jobs(tracker="dramatiq", queue="default:divide"), "redis://127.0.0.1:1/0", "")
-    assert str(err.value) == "tracker \"dramatiq\" needs: pip install 'offload-bench[dramatiq]'"
-
-
-def test_dramatiq_is_imported_only_when_its_tracker_is_used() -> None:
-    code = "import sys, targets.trackers; assert 'dramatiq' not in sys.modules, 'dramatiq imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
-
-
 def test_jobs_section_dramatiq_needs_a_queue_and_redis_url_takes_placeholders() -> None:
     with pytest.raises(ValueError, match='tracker "dramatiq" needs queue'):
         Jobs(tracker="dramatiq")
@@ -206,59 +187,3 @@ def test_jobs_section_dramatiq_needs_a_queue_and_redis_url_takes_placeholders() 
     assert isinstance(tracker, DramatiqTracker) and (tracker.queue, tracker.actors) == ("emails", ["send"])
     assert tracker.client.connection_pool.connection_kwargs["port"] == 6399
     tracker.close()
-
-
-def test_offload_bench_runs_the_dramatiq_example_end_to_end(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OFFLOAD_", "DRAMATIQ_")) and k != "REDIS_URL"
-    }
-    # the settings that keep results: the acceptance's lost 0 is told only where a success leaves a trace
-    env.update(
-        PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
-        WORK_MS="20",
-        DRAMATIQ_SETTINGS="settings_at_least_once",
-    )
-    short = ["--duration", "2s", "--warmup", "1s", "--arrival-rate", "10", "--drain-timeout", "20s"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--out", str(tmp_path / "runs")]
-        + ["--target", str(DRAMATIQ_EXAMPLE / "target.toml"), *short],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=90,
-    )
-    err = proc.stderr.decode()
-    assert proc.returncode == 0, err[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["modes"]) == {"sync", "offload"}
-    jobs = summary["modes"]["offload"]["jobs"]
-    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
-    # Dramatiq stores no start or end time: neither queue wait nor end-to-end is known (never a made-up 0)
-    assert jobs["e2e_samples"] == 0 and jobs["queue_wait_ms"]["p50"] is None
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["target"]["tracker"] == "dramatiq" and run["modes"]["offload"]["tracker"]["name"] == "dramatiq"
-
-
-def test_a_run_without_dramatiq_installed_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    import importlib.util
-
-    from bench.cli import main  # in-process: the console script's own entry point
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "dramatiq" else real(name, *a)
-    )
-    target = DRAMATIQ_EXAMPLE / "target.toml"
-    monkeypatch.setattr(
-        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: tracker \"dramatiq\" needs: pip install 'offload-bench[dramatiq]'"
-    ]
-    assert not list(tmp_path.iterdir())  # nothing started, nothing written

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -115,52 +113,6 @@ def test_retention_shorter_than_the_run_means_unknown_never_lost(redis_url: str,
     client.close()
 
 
-def test_a_missing_rq_is_one_line_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "rq", None)  # what `import rq` sees when it is not installed
-    with pytest.raises(ImportError) as err:
-        make_tracker(Jobs(tracker="rq", queue="default"), "redis://127.0.0.1:1/0", "")
-    assert str(err.value) == "tracker \"rq\" needs: pip install 'offload-bench[rq]'"
-
-
-def test_rq_is_imported_only_when_its_tracker_is_used() -> None:
-    code = "import sys, targets.trackers; assert 'rq' not in sys.modules, 'rq imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
-
-
-def test_offload_bench_runs_the_rq_example_end_to_end(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "RQ_")) and k != "REDIS_URL"}
-    env.update(PATH=VENV_BIN + os.pathsep + env.get("PATH", ""), WORK_MS="20")
-    short = ["--duration", "3s", "--warmup", "1s", "--arrival-rate", "10", "--drain-timeout", "20s"]
-    target = RQ_EXAMPLE / "target.toml"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            "--out",
-            str(tmp_path / "runs"),
-            "--target",
-            str(target),
-            *short,
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=90,
-    )
-    err = proc.stderr.decode()
-    assert proc.returncode == 0, err[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["modes"]) == {"sync", "offload"}
-    jobs = summary["modes"]["offload"]["jobs"]
-    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
-    assert jobs["e2e_samples"] > 0 and jobs["queue_wait_ms"]["p50"] is not None
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["target"]["tracker"] == "rq" and run["modes"]["offload"]["tracker"]["name"] == "rq"
-
-
 def test_jobs_section_rq_needs_its_queue_and_redis_url_is_rq_only() -> None:
     with pytest.raises(ValueError, match='tracker "rq" needs queue'):
         Jobs(tracker="rq")
@@ -170,25 +122,3 @@ def test_jobs_section_rq_needs_its_queue_and_redis_url_is_rq_only() -> None:
     tracker = make_tracker(jobs, "redis://:secret@127.0.0.1:6399/0", "")
     assert isinstance(tracker, RqTracker) and tracker.client.connection_pool.connection_kwargs["port"] == 6399
     tracker.close()
-
-
-def test_a_run_without_rq_installed_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    import importlib.util
-
-    from bench.cli import main  # in-process: the console script's own entry point
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "rq" else real(name, *a)
-    )
-    target = RQ_EXAMPLE / "target.toml"
-    monkeypatch.setattr(
-        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: tracker \"rq\" needs: pip install 'offload-bench[rq]'"
-    ]
-    assert not list(tmp_path.iterdir())  # nothing started, nothing written

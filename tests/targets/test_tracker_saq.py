@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,18 +169,6 @@ def test_retention_shorter_than_the_run_means_unknown_never_lost(
     client.close()
 
 
-def test_a_missing_saq_is_one_line_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "saq", None)  # what `import saq` sees when it is not installed
-    with pytest.raises(ImportError) as err:
-        make_tracker(Jobs(tracker="saq", queue="default"), "redis://127.0.0.1:1/0", "")
-    assert str(err.value) == "tracker \"saq\" needs: pip install 'offload-bench[saq]'"
-
-
-def test_saq_is_imported_only_when_its_tracker_is_used() -> None:
-    code = "import sys, targets.trackers; assert 'saq' not in sys.modules, 'saq imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
-
-
 def test_jobs_section_saq_needs_its_queue_and_may_name_its_redis() -> None:
     with pytest.raises(ValueError, match='tracker "saq" needs queue'):
         Jobs(tracker="saq")
@@ -191,62 +178,3 @@ def test_jobs_section_saq_needs_its_queue_and_may_name_its_redis() -> None:
         isinstance(tracker, SaqTracker) and tracker.client.connection_pool.connection_kwargs["port"] == 6399
     )
     tracker.close()
-
-
-def test_offload_bench_runs_the_saq_example_end_to_end(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "SAQ_")) and k != "REDIS_URL"}
-    env.update(PATH=VENV_BIN + os.pathsep + env.get("PATH", ""), WORK_MS="20")
-    env["SAQ_SETTINGS"] = "settings_at_least_once"  # retries, a fitted timeout, ttl = 0: lost is decidable
-    short = ["--duration", "3s", "--warmup", "1s", "--arrival-rate", "10", "--drain-timeout", "20s"]
-    target = SAQ_EXAMPLE / "target.toml"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            "--out",
-            str(tmp_path / "runs"),
-            "--target",
-            str(target),
-            *short,
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=90,
-    )
-    err = proc.stderr.decode()
-    assert proc.returncode == 0, err[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["modes"]) == {"sync", "offload"}
-    jobs = summary["modes"]["offload"]["jobs"]
-    assert jobs["accepted"] > 0 and jobs["completed"] == jobs["accepted"] and jobs["lost"] == 0
-    assert jobs["e2e_samples"] > 0 and jobs["queue_wait_ms"]["p50"] is not None
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["target"]["tracker"] == "saq" and run["modes"]["offload"]["tracker"]["name"] == "saq"
-
-
-def test_a_run_without_saq_installed_is_one_error_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import importlib.util
-
-    from bench.cli import main  # in-process: the console script's own entry point
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "saq" else real(name, *a)
-    )
-    target = SAQ_EXAMPLE / "target.toml"
-    monkeypatch.setattr(
-        sys, "argv", ["offload-bench", "run", "--target", str(target), "--out", str(tmp_path)]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: tracker \"saq\" needs: pip install 'offload-bench[saq]'"
-    ]
-    assert not list(tmp_path.iterdir())  # nothing started, nothing written
