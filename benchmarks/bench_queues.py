@@ -301,7 +301,8 @@ def main() -> int:
         type=float,
         default=None,
         help="seconds into the phase of each SIGKILL (default: half the duration). The arrivals are seeded "
-        "(seed 42), the same in every cell: 9.3 at --rate 3 lands just after 3 arrivals at 9.20-9.25 s",
+        "(seed 42), the same in every cell; the fault clock starts 1-2 s before the arrival schedule: 12.3 at "
+        "--rate 3 fired at 10.4-11.4 s of the schedule, near a burst of arrivals at 10.14-11.18 s",
     )
     parser.add_argument("--only", default=None, help=f"comma-separated libraries ({', '.join(LIBS)})")
     parser.add_argument(
