@@ -49,6 +49,8 @@ class LiveSamples:
         self.recent: deque[tuple[float, float]] = deque()
         self.total = 0
         self.errors = 0
+        # the earliest request's start (epoch s): when the load began
+        self.first_start_ts: float | None = None
 
     def poll(self) -> None:
         """Read what was written since the last poll."""
@@ -61,6 +63,8 @@ class LiveSamples:
                     continue
                 self.total += 1
                 self.errors += sample.ok == 0
+                if self.first_start_ts is None or sample.start_ts < self.first_start_ts:
+                    self.first_start_ts = sample.start_ts
                 end_ts = sample.start_ts + sample.latency_ms / 1000
                 self.recent.append((end_ts, sample.latency_corrected_ms))
         horizon = time.time() - self.window_s

@@ -90,7 +90,10 @@ def run_mode(
     progress: Progress,
     on_tick: Callable[[str, float], None] = lambda _mode, _elapsed: None,
 ) -> int:
-    """Run Locust for one mode to its end; return Locust's exit code. on_tick(mode, elapsed_s) runs ~4x/s."""
+    """Run Locust for one mode to its end; return Locust's exit code. on_tick(mode, elapsed_s) runs ~4x/s with
+    the time since the load's first request began (0 until one is written): a fault `@S` lands S s into the
+    load whatever Locust's start-up takes (~1.2 s here, several on a loaded machine, where a worker fault
+    `@3s` once hit a worker with nothing in flight yet)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if redis_url:
         env["LOCUST_REDIS_URL"] = redis_url  # Locust's --redis-url, kept off the process list (issue 14.9)
@@ -111,7 +114,8 @@ def run_mode(
     try:
         while proc.alive():
             elapsed = time.monotonic() - start
-            on_tick(mode, elapsed)
+            live.poll()
+            on_tick(mode, time.time() - live.first_start_ts if live.first_start_ts is not None else 0.0)
             if elapsed <= cfg.duration_s:
                 progress.update(task, completed=elapsed, description=f"{mode:>7}: {live.describe()}")
             else:
