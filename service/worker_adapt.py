@@ -13,9 +13,10 @@ largest loop lag of that window (service/worker_lag.py):
   claimed must show their CPU first; every window until the first decrease). Far under it (a quarter of the
   bound) the limit doubles until the first decrease (slow start, clocked as below), then grows
   by a quarter; under AIM x the bound it grows by one (additive increase), above that it holds.
-Every increase is clocked by the jobs it let in, as TCP's slow start is by acks: the limit grows only once a
-job claimed since its last increase has finished, or the first of them has run CLOCK_S, so the lag it judges
-includes those jobs' work. A worker's first jobs spend their first iterations on Redis writes: without the
+Slow start's increases are clocked by the jobs they let in, as TCP's slow start is by acks: until the first
+decrease the limit grows only once a job claimed since its last increase has finished, or the first of them
+has run CLOCK_S, so the lag it judges includes those jobs' work (after a decrease the jobs running already
+show the loop's load, and growth is paced by SETTLE_S as before: a backlog left by an overload drains at once). A worker's first jobs spend their first iterations on Redis writes: without the
 clock the first window's low lag doubled the limit before their CPU showed, and a worker starting on a
 CPU-starved machine ran twice the jobs its loop could carry (round trips late by 1.2 s in issue 25's CI run).
 I/O-bound jobs longer than CLOCK_S reach max_jobs of 200 from max_jobs / 4 in ~2 x CLOCK_S.
@@ -88,7 +89,11 @@ class ClaimLimit:
                     self.decreases += 1
         elif (
             held_back
-            and (self._clocked or (self._first_claim is not None and now - self._first_claim >= CLOCK_S))
+            and (
+                self.decreases
+                or self._clocked
+                or (self._first_claim is not None and now - self._first_claim >= CLOCK_S)
+            )
             and self.limit < self.max_jobs
             and now - self._last_increase >= self._settle_s
         ):

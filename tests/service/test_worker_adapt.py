@@ -76,7 +76,7 @@ def test_after_a_cut_growth_is_additive_near_the_bound_and_holds_just_under_it()
     claims = _at(40)
     claims.update(3 * BOUND, running=40, held_back=True, now=10.0)  # first cut: 20
     now = 10.0 + SETTLE_S
-    _grows(claims, 0.5 * BOUND, running=20, now=now)
+    claims.update(0.5 * BOUND, running=20, held_back=True, now=now)  # no job finished: only slow start waits
     assert claims.limit == 21, "+1 under AIM x bound"
     _grows(claims, 0.95 * BOUND, running=21, now=now + SETTLE_S)
     assert claims.limit == 21, "between AIM x bound and the bound: hold"
