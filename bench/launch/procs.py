@@ -116,6 +116,51 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return out
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """pid, its descendants and every process still in its session (not zombies), the started one first.
+
+    A child that left the process group (RQ's work-horse calls os.setpgrp) is still a descendant, or, once its
+    parent died and it was reparented, still in the session; one that also called setsid is found as a descendant.
+    """
+    out: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        top = psutil.Process(pid)
+        out[pid] = top
+        for child in top.children(recursive=True):
+            out[child.pid] = child
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if proc.pid not in out and os.getsid(proc.pid) == pid:
+                out[proc.pid] = proc
+    live = []
+    for proc in out.values():
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                live.append(proc)
+    return live
+
+
+def kill_tree(pid: int, rounds: int = 5) -> list[psutil.Process]:
+    """SIGKILL pid's whole tree (process_tree) at once, as a crash would; return the processes signalled.
+
+    Each process is stopped (SIGSTOP) before any is killed, and the tree is walked again until no new one shows:
+    a parent killed first would orphan a child forked meanwhile, out of reach of the walk.
+    """
+    seen: dict[int, psutil.Process] = {}
+    for _ in range(rounds):
+        new = [p for p in process_tree(pid) if p.pid not in seen]
+        if not new:
+            break
+        for proc in new:
+            seen[proc.pid] = proc
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+    for proc in seen.values():
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return list(seen.values())
+
+
 def wait_gone(procs: list[psutil.Process], timeout_s: float) -> bool:
     """Wait until every one of procs has exited (a zombie has: only its parent's wait is missing)."""
     deadline = time.monotonic() + timeout_s

@@ -1,4 +1,5 @@
-"""Target commands as processes: run through the shell, each in its own process group, signalled as a group."""
+"""Target commands as processes: run through the shell, each in its own session; a crash (SIGKILL) reaches the
+whole process tree, a graceful signal the group or the top process, as the command's own CLI expects."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
-from bench.launch.procs import ManagedProcess, group_members, wait_gone
+import psutil
+
+from bench.launch.procs import GROUP_EXIT_S, ManagedProcess, kill_tree, process_tree, wait_gone
 
 _SHELL_SYNTAX = re.compile(r"[;&|<>()$`\\\n]|^\s*(cd|export|source|\.)\s")
 
@@ -25,24 +29,75 @@ def shell_argv(command: str) -> list[str]:
     return ["/bin/sh", "-c", "exec " + command]
 
 
+SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
+
+
 class ShellProcess(ManagedProcess):
-    """A shell command in its own process group; signals go to the whole group, and stop waits for all of it."""
+    """A shell command in its own session; SIGKILL reaches its whole process tree, and stop waits for all of it.
+
+    A graceful signal (SIGTERM, SIGINT) goes where the command's own CLI expects it: `scope="group"` (default)
+    signals the process group, as a terminal's Ctrl-C does; `scope="top"` signals only the command's top process
+    (the first one under the shell), for CLIs whose main process forwards the signal to its children and whose
+    children must not get it twice (Celery, RQ, Dramatiq: see Stack's WORKER_SIGNAL_SCOPE).
+    """
+
+    def __init__(self, *args: Any, scope: str = "group", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scope = scope
+
+    def leaders(self) -> list[psutil.Process]:
+        """The command's top processes: the started one, or, when it is a shell, its children (recursively)."""
+        if self.popen is None:
+            return []
+        out: list[psutil.Process] = []
+        todo: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            todo.append(psutil.Process(self.popen.pid))
+        while todo:
+            proc = todo.pop()
+            with contextlib.suppress(psutil.Error):
+                kids = proc.children()
+                if proc.name() in SHELLS and kids:
+                    todo.extend(kids)
+                else:
+                    out.append(proc)
+        return out
 
     def send(self, sig: int) -> None:
-        """Signal the command's process group while it runs."""
-        if self.alive() and self.popen is not None:
+        """SIGKILL: every process of the command's tree; another signal: the group or the top (self.scope)."""
+        if not self.alive() or self.popen is None:
+            return
+        if sig == signal.SIGKILL:
+            kill_tree(self.popen.pid)
+        elif self.scope == "top":
+            for proc in self.leaders():
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(sig)
+        else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, sig)
 
     def stop(self, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
-        """Signal the group, wait for the shell and every process of its group, then SIGKILL what is left."""
+        """Signal (send), wait for the shell and every process of its tree, then SIGKILL what is left of the tree."""
+        tree: list[psutil.Process] = []
         if self.popen is not None and self.alive():
             pid = self.popen.pid
-            group = [p for p in group_members(pid) if p.pid != pid]
+            tree = [p for p in process_tree(pid) if p.pid != pid]
             self.send(sig)
             started = time.monotonic()
             self.wait(timeout_s)
-            wait_gone(group, max(0.0, timeout_s - (time.monotonic() - started)))
+            wait_gone(tree, max(0.0, timeout_s - (time.monotonic() - started)))
+        # the rest of the tree, whether the top has exited or not: a child that left the group (RQ's work-horse)
+        # is out of reach of the group SIGKILL below, and one reparented after its parent's exit is still in
+        # the session (or in the snapshot taken before the signal)
+        if self.popen is not None:
+            if self.alive():  # still running after the grace: a crash for all of it, children included
+                kill_tree(self.popen.pid)
+            left = [p for p in [*tree, *process_tree(self.popen.pid)] if p.pid != self.popen.pid]
+            for proc in left:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            wait_gone(left, GROUP_EXIT_S)
         return super().stop(0.0, sig=signal.SIGKILL)
 
 

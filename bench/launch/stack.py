@@ -27,8 +27,18 @@ from runfolder.redact import redact
 from service.settings import WorkProfile
 from targets import Target, load_target
 from targets import placeholders as ph
+from targets.trackers.liveness import LIBRARIES, live_workers
 
 READY_TIMEOUT_S = 30.0
+# Where a graceful signal (SIGTERM) to a worker goes, per library, as its own CLI expects it (a SIGKILL always
+# reaches the whole tree). "top": the main process only, which stops its children itself. Sent to the group,
+# Celery's prefork children would die of it mid-task (they reset SIGTERM to the default action), Dramatiq's
+# worker processes would get it twice (direct, then forwarded by the main one; a second SIGTERM kills them at
+# once), RQ's scheduler process would be signalled beside the main one that stops it (RQ's work-horse has its
+# own group anyway: the main process waits for it). "group": every process of the group, as a terminal's Ctrl-C
+# (SAQ's `--workers N` processes are peers that each handle SIGTERM and get nothing from the first; the
+# built-in and arq workers are single processes: unchanged). Other trackers: "group".
+WORKER_SIGNAL_SCOPE = {"celery": "top", "rq": "top", "dramatiq": "top"}
 # after the first process is seen dead, how long the others get to show their own failure (issue 26)
 DEATH_GRACE_S = 1.0
 # what a Redis client logs when it reached a Redis with a password without giving it (redis-py, the server)
@@ -146,9 +156,10 @@ class Stack:
         env.update({k: ph.expand(v, values) for k, v in self.target.service.env.items()})
         return env
 
-    def _shell(self, name: str, command: str) -> ShellProcess:
+    def _shell(self, name: str, command: str, scope: str = "group") -> ShellProcess:
         cmd = ph.expand(command, self.values())
-        proc = ShellProcess(name, shell_argv(cmd), self.env(), self.log_dir / f"{name}.log", self.target_dir)
+        log = self.log_dir / f"{name}.log"
+        proc = ShellProcess(name, shell_argv(cmd), self.env(), log, self.target_dir, scope=scope)
         proc.start()
         return proc
 
@@ -187,22 +198,31 @@ class Stack:
         if not self.target.service.worker:
             raise StackError("the target has no worker command")
         self._worker_seq += 1
-        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker)
+        scope = WORKER_SIGNAL_SCOPE.get(self.target.jobs.tracker, "group")
+        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker, scope)
         self.workers.append(proc)
         return proc
 
     def _workers_up(self) -> bool:
-        """Workers show they run: our service's heartbeats, or arq's health-check key (written at start)."""
+        """Every live worker command shows it runs, from what its library writes: our service's heartbeats,
+        arq's health-check key (written at start), or RQ's, SAQ's, Dramatiq's, Celery's own sign (liveness.py)."""
         live = sum(w.alive() for w in self.workers)
-        if live == 0 or self.target.jobs.tracker not in ("records", "arq"):
+        tracker = self.target.jobs.tracker
+        if live == 0 or tracker not in ("records", "arq", *LIBRARIES):
             return True
+        if tracker in LIBRARIES:
+            try:
+                up = live_workers(self.target.jobs, self.redis_url, expected=live)
+            except redis.RedisError:
+                return False
+            return up is None or up >= live
         client = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
         try:
-            if self.target.jobs.tracker == "arq":
+            if tracker == "arq":
                 return bool(client.exists(self.target.jobs.queue + ":health-check"))
-            from service.lifecycle import live_workers  # the built-in target's workers beat in one zset
+            from service.lifecycle import live_workers as beating  # the built-in target's workers: one zset
 
-            return live_workers(client) >= live
+            return beating(client) >= live
         except redis.RedisError:
             return False
         finally:
