@@ -27,7 +27,7 @@ from bench.capacity.measure import read_step, window_of
 from bench.capacity.model import Settle, Step
 from bench.capacity.runner import CpuSampler, StepFailed, StepInterrupted
 from bench.capacity.verdict import Limits, judge
-from bench.launch.stack import Stack, StackError
+from bench.launch.stack import READY_TIMEOUT_S, Stack, StackError
 from bench.run.command import target_section
 from bench.run.config import RunConfig, target_of
 from bench.run.loadrun import LoadError, run_mode
@@ -188,6 +188,12 @@ class StepStack:
             dead = self.stack.restart_dead_workers()
             if dead:
                 note = "; ".join(filter(None, [note, f"restarted dead worker(s) {', '.join(dead)}"]))
+                # n workers means n worker commands up, whatever the library: the next step starts once each
+                # replacement shows it is up (its library's own sign, as at the stack's start)
+                try:
+                    self.stack.wait_ready(READY_TIMEOUT_S)
+                except StackError as exc:
+                    raise StepFailed(f"a restarted worker did not come up: {exc}") from None
             if self.stack.api is not None and not self.stack.api.alive():
                 raise StepFailed("the API exited between steps (see its log in the stack's folder)")
         waited = round(time.monotonic() - t0, 2)
