@@ -7,7 +7,12 @@ once: each holds one file lock shared by the run's workers, and they are collect
 them all to the first worker, one after the other, while the other workers take the rest.
 Tests that judge a rate the server holds to within 15 % (ALONE_TESTS) need the machine to themselves: the
 other workers' fault runs made a capacity step's generator late (1 suite run in 2). Every test holds the
-machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them).
+machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them),
+one after the other without letting go in between (each release let the other workers start a test, and the
+next alone test waited for it: up to 28 s of three workers' time per release).
+Where they run (_order): the first worker runs the loads, then the alone tests, so the other workers are busy
+with the rest meanwhile; the long test (the fresh-venv action run, ~100 s) opens the second worker's first
+chunk, so it is over before the alone tests start and it does not lengthen the first worker's chain.
 (xdist's own `--dist loadgroup` cannot do it here: on pytest 9.2 its group marks are silently ignored,
 pytest-xdist issue 1386.)
 """
@@ -18,7 +23,7 @@ import fcntl
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -53,8 +58,8 @@ ALONE_TESTS = (
     "tests/service/test_worker_overload.py::test_cpu_bound_jobs_run_fewer_at_once_with_no_retry_and_lag_under_the_bound",
 )
 ALONE_MARK = "machine_alone"
-# long tests whose load is light (a few requests/s, no timing judged): collected first of all, so they start at
-# once instead of ending the run late (they take no load lock; see _order)
+# long tests whose load is light (a few requests/s, no timing judged): each opens the second xdist worker's first
+# chunk, so it starts at once instead of ending the run late (they take no load lock; see _order)
 LONG_TESTS = ("tests/ci/test_action.py::test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv",)
 # tests that need a Debian tool beyond Python and pip: @pytest.mark.needs_tool("wrk") skips the test, naming the
 # tool and its apt line, when the tool is not on PATH (a machine with only Python and pip passes the suite).
@@ -95,26 +100,40 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"{', '.join(missing)} not on PATH (apt-get install {packages})")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the load tests; collect the long ones, then the loads first (a stable sort after pytest-randomly's
-    shuffle: every worker collects the same order, and the seed still replays it)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the load tests and order the collection for xdist's first chunks (a stable sort after
+    pytest-randomly's shuffle: every worker collects the same order, and the seed still replays it)."""
     for item in items:
         if _listed(item, LOAD_TESTS):
             item.add_marker(LOAD_MARK)
         if _listed(item, ALONE_TESTS):
             item.add_marker(ALONE_MARK)
     items.sort(key=_order)
+    long = [item for item in items if _listed(item, LONG_TESTS)]
+    rest = [item for item in items if item not in long]
+    # the long tests open the second worker's first chunk (else right after the loads)
+    at = max(_first_chunk(config, len(items)), sum(_order(item) < 2 for item in rest))
+    items[:] = rest[:at] + long + rest[at:]
+
+
+def _first_chunk(config: pytest.Config, n_items: int) -> int:
+    """How many tests xdist's load scheduler sends each worker first (xdist/scheduler/load.py: a quarter of a
+    worker's share, at least 2, at most --maxschedchunk). Only the order depends on it, never a verdict."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2:
+        return 0
+    chunk = (n_items // workers) // 4
+    limit = getattr(config.option, "maxschedchunk", None)
+    return max(min(chunk, limit) if limit else chunk, 2)
 
 
 def _order(item: pytest.Item) -> int:
-    """Long tests, then the machine-alone loads, then the other loads, then the rest. xdist's first chunk (a
-    quarter of a worker's share, ~35 tests) goes to one worker, which so runs all of them one after the other:
-    the long test never holds the machine while an alone test waits for it on another worker."""
-    if _listed(item, LONG_TESTS):
-        return 0
+    """The loads, then the machine-alone loads, then the rest (the long tests are placed apart). xdist's first
+    chunk (~40 tests) goes to one worker, which runs them one after the other: no load waits for another on a
+    second worker, and when the alone tests start, the other workers have long been busy with the rest."""
     if item.get_closest_marker(ALONE_MARK) is not None:
         return 1
-    return 2 if item.get_closest_marker(LOAD_MARK) is not None else 3
+    return 0 if item.get_closest_marker(LOAD_MARK) is not None else 2
 
 
 @contextmanager
@@ -127,25 +146,52 @@ def _flock(path: Path, how: int) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# the test this worker runs next (pytest_runtest_protocol's nextitem), and the locks an alone test hands on
+_next: list[pytest.Item | None] = [None]
+_kept: list[ExitStack] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    _next[0] = nextitem
+    return (yield)
+
+
+def _alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker(ALONE_MARK) is not None
+
+
 @pytest.fixture(autouse=True)
 def _one_load_at_a_time(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """Under xdist, a load test holds a lock shared by the run's workers for its whole run; every test holds
-    the machine lock, shared, or exclusively for ALONE_TESTS (taken in this order by all: no deadlock)."""
+    the machine lock, shared, or exclusively for ALONE_TESTS (taken in this order by all: no deadlock). An
+    alone test takes both; when its worker's next test is alone too, it hands both on to it."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
     # each worker's basetemp is <the run's basetemp>/<worker id>: the parent is the same for all of them
     locks = tmp_path_factory.getbasetemp().parent
+    alone = _alone(request.node)
+    carried = _kept.pop() if _kept else None
+    if carried is not None and not alone:
+        carried.close()
+        carried = None
     with ExitStack() as held:
-        if request.node.get_closest_marker(LOAD_MARK) is not None:
-            held.enter_context(_flock(locks / "one-load-at-a-time.lock", fcntl.LOCK_EX))
-        alone = request.node.get_closest_marker(ALONE_MARK) is not None
-        # a waiting exclusive holder keeps the turnstile: shared holders queue behind it, not before it
-        with _flock(locks / "machine-turnstile.lock", fcntl.LOCK_EX):
-            held.enter_context(_flock(locks / "machine.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH))
+        if carried is not None:
+            held.enter_context(carried)  # the load lock and the machine, exclusively, from the previous test
+        else:
+            if alone or request.node.get_closest_marker(LOAD_MARK) is not None:
+                held.enter_context(_flock(locks / "one-load-at-a-time.lock", fcntl.LOCK_EX))
+            # a waiting exclusive holder keeps the turnstile: shared holders queue behind it, not before it
+            with _flock(locks / "machine-turnstile.lock", fcntl.LOCK_EX):
+                held.enter_context(_flock(locks / "machine.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH))
         yield
+        if alone and _alone(_next[0]):
+            _kept.append(held.pop_all())
 
 
 @pytest.fixture(scope="session")
