@@ -44,6 +44,7 @@ class ShellProcess(ManagedProcess):
     def __init__(self, *args: Any, scope: str = "group", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scope = scope
+        self.graceful_sent: set[int] = set()  # scope "top": stop does not send these again
 
     def leaders(self) -> list[psutil.Process]:
         """The command's top processes: the started one, or, when it is a shell, its children (recursively)."""
@@ -69,7 +70,9 @@ class ShellProcess(ManagedProcess):
             return
         if sig == signal.SIGKILL:
             kill_tree(self.popen.pid)
-        elif self.scope == "top":
+            return
+        self.graceful_sent.add(sig)
+        if self.scope == "top":
             for proc in self.leaders():
                 with contextlib.suppress(psutil.Error):
                     proc.send_signal(sig)
@@ -83,7 +86,11 @@ class ShellProcess(ManagedProcess):
         if self.popen is not None and self.alive():
             pid = self.popen.pid
             tree = [p for p in process_tree(pid) if p.pid != pid]
-            self.send(sig)
+            # Stack.stop sends SIGTERM to every worker first (they stop side by side), then stops each: to a "top"
+            # CLI a second one is "stop now" (Dramatiq's main forwards it and its worker process dies of it; RQ's
+            # is a cold shutdown after 1 s). The "group" scope keeps sending it again, as it always did.
+            if not (self.scope == "top" and sig in self.graceful_sent):
+                self.send(sig)
             started = time.monotonic()
             self.wait(timeout_s)
             wait_gone(tree, max(0.0, timeout_s - (time.monotonic() - started)))
