@@ -30,14 +30,9 @@ from targets import placeholders as ph
 from targets.trackers.liveness import LIBRARIES, live_workers
 
 READY_TIMEOUT_S = 30.0
-# Where a graceful signal (SIGTERM) to a worker goes, per library, as its own CLI expects it (a SIGKILL always
-# reaches the whole tree). "top": the main process only, which stops its children itself. Sent to the group,
-# Celery's prefork children would die of it mid-task (they reset SIGTERM to the default action), Dramatiq's
-# worker processes would get it twice (direct, then forwarded by the main one; a second SIGTERM kills them at
-# once), RQ's scheduler process would be signalled beside the main one that stops it (RQ's work-horse has its
-# own group anyway: the main process waits for it). "group": every process of the group, as a terminal's Ctrl-C
-# (SAQ's `--workers N` processes are peers that each handle SIGTERM and get nothing from the first; the
-# built-in and arq workers are single processes: unchanged). Other trackers: "group".
+# Where a worker's graceful SIGTERM goes, as its library's CLI expects it (a SIGKILL reaches the whole tree):
+# "top", the main process, which stops its children (group-wide, it killed Celery's prefork children mid-task and
+# reached Dramatiq's worker processes twice: a kill); "group" (SAQ's peers, arq, ours, others) as before.
 WORKER_SIGNAL_SCOPE = {"celery": "top", "rq": "top", "dramatiq": "top"}
 # after the first process is seen dead, how long the others get to show their own failure (issue 26)
 DEATH_GRACE_S = 1.0

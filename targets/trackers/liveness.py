@@ -77,6 +77,13 @@ def live_workers(jobs: Jobs, run_redis_url: str, expected: int = 1) -> int | Non
     if tracker not in LIBRARIES:
         return None
     redis_url = _library_url(jobs.redis_url, run_redis_url) if jobs.redis_url else run_redis_url
+    try:
+        return _count(tracker, redis_url, queue, expected)
+    except ImportError:  # the library is not installed where the harness runs (the run refuses it earlier)
+        return None
+
+
+def _count(tracker: str, redis_url: str, queue: str, expected: int) -> int:
     if tracker == "celery":
         return _celery(redis_url, expected)
     client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
