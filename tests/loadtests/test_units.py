@@ -193,3 +193,63 @@ def test_clock_waits_until_the_time_and_sees_a_stop(kind: str) -> None:
     precise, earliest, median, stopped = out.stdout.split()
     assert precise == ("True" if kind == "timerfd" else "fallback")
     assert float(earliest) >= 0.0 and float(median) < 0.002 and stopped == "False"
+
+
+STREAM_PROBE = """
+import json, time
+from gevent import monkey; monkey.patch_all()
+import gevent
+from loadtests._loadgen import LoadgenStats
+from loadtests._open import run_stream
+
+def stream(rate, n, service_s, cap, stop_after_s=None):
+    stats = LoadgenStats(proc="0", model="open", late_threshold_ms=20.0)
+    start = time.time() + 0.01
+    times = iter([start + i / rate for i in range(n)] + [start + 3600.0])
+    sent, bodies = [], iter(range(n + 1))
+    def send(t, body):
+        sent.append((t, time.time(), body))
+        gevent.sleep(service_s)
+    end = [False]
+    if stop_after_s is not None:
+        gevent.spawn_later(stop_after_s, end.__setitem__, 0, True)
+    run_stream(times, send, cap, stats, lambda: end[0], stop_timeout_s=1.0, prepare=lambda: next(bodies))
+    early = min(s - t for t, s, _ in sent) if sent else 0.0
+    return {"sent": len(sent), "early": early, "ordered": [b for _, _, b in sent] == sorted(b for _, _, b in sent),
+            "stats": [stats.scheduled, stats.sent, stats.late, stats.dropped]}
+
+def failing():
+    stats = LoadgenStats(proc="0", model="open", late_threshold_ms=20.0)
+    try:
+        run_stream(iter([time.time()] * 3), lambda t, b: None, 5, stats, lambda: False, 1.0, prepare=lambda: 1 / 0)
+    except ZeroDivisionError:
+        return "raised"
+    return "swallowed"
+
+print(json.dumps({"fast": stream(2000, 400, 0.001, 100, stop_after_s=0.5),
+                  "capped": stream(1000, 100, 0.05, 2, stop_after_s=0.3),
+                  "failing": failing()}))
+"""
+
+
+def test_a_stream_sends_each_arrival_once_in_order_never_early_and_counts_drops() -> None:
+    """The relay of run_stream: every arrival sent once, in order, at or after its time; over the cap dropped."""
+    out = subprocess.run(
+        [sys.executable, "-c", STREAM_PROBE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    fast, capped = res["fast"], res["capped"]
+    assert fast["sent"] == 400 and fast["ordered"] and fast["early"] >= 0.0, fast
+    scheduled, sent, _, dropped = fast["stats"]
+    assert (scheduled, sent, dropped) == (400, 400, 0), fast
+    # 2 in flight x 50 ms: about 2 of every 50 arrivals go out, the rest is dropped; none sent twice
+    scheduled, sent, _, dropped = capped["stats"]
+    assert scheduled == 100 and sent == capped["sent"] and sent + dropped == scheduled, capped
+    assert 2 <= sent <= 10 and capped["ordered"] and capped["early"] >= 0.0, capped
+    assert res["failing"] == "raised"
