@@ -44,7 +44,7 @@ class ShellProcess(ManagedProcess):
     def __init__(self, *args: Any, scope: str = "group", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scope = scope
-        self.graceful_sent: set[int] = set()  # scope "top": stop does not send these again
+        self.graceful_sent: set[int] = set()  # stop does not send these again
 
     def leaders(self) -> list[psutil.Process]:
         """The command's top processes: the started one, or, when it is a shell, its children (recursively)."""
@@ -86,10 +86,10 @@ class ShellProcess(ManagedProcess):
         if self.popen is not None and self.alive():
             pid = self.popen.pid
             tree = [p for p in process_tree(pid) if p.pid != pid]
-            # Stack.stop sends SIGTERM to every worker first (they stop side by side), then stops each: to a "top"
-            # CLI a second one is "stop now" (Dramatiq's main forwards it and its worker process dies of it; RQ's
-            # is a cold shutdown after 1 s). The "group" scope keeps sending it again, as it always did.
-            if not (self.scope == "top" and sig in self.graceful_sent):
+            # Stack.stop sends SIGTERM to every worker first (they stop side by side), then stops each: a second
+            # one is "stop now" to every worker CLI here (our worker cancels its running jobs, Dramatiq's main
+            # forwards it and its worker process dies of it, RQ's is a cold shutdown after 1 s), so it goes once
+            if sig not in self.graceful_sent:
                 self.send(sig)
             started = time.monotonic()
             self.wait(timeout_s)

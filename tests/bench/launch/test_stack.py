@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.launch.shell import ShellProcess, shell_argv
 from bench.launch.stack import Stack, TargetStartError
 from targets import load_target, parse_target
 
@@ -198,3 +199,40 @@ def test_restart_api_starts_the_api_again_on_its_port(tmp_path: Path, redis_url:
     finally:
         stack.stop(5)
     assert stack.api is not None and not stack.api.alive()
+
+
+COUNT_SIGTERMS = """
+import signal, sys, time
+got = []
+signal.signal(signal.SIGTERM, lambda *_: got.append(1))
+print("ready", flush=True)
+while len(got) < 2 and time.monotonic() < START + 3:  # a graceful stop: 1 s of work after the first signal
+    if got:
+        time.sleep(1.0)
+        break
+    time.sleep(0.01)
+open(sys.argv[1], "w").write(str(len(got)))
+"""
+
+
+@pytest.mark.parametrize("scope", ["group", "top"])
+def test_a_stop_after_the_stacks_sigterm_does_not_send_a_second_one(tmp_path: Path, scope: str) -> None:
+    # Stack.stop signals every worker, then stops each one: to our worker (and to Dramatiq's, RQ's) a second
+    # SIGTERM means "stop now, cancel the running jobs", so the graceful stop must send it once
+    script, count = tmp_path / "count.py", tmp_path / "count.txt"
+    script.write_text("import time; START = time.monotonic()\n" + COUNT_SIGTERMS)
+    proc = ShellProcess(
+        "w",
+        shell_argv(f"{sys.executable} {script} {count}"),
+        dict(os.environ),
+        tmp_path / "w.log",
+        scope=scope,
+    )
+    proc.start()
+    deadline = time.monotonic() + 20
+    while "ready" not in (tmp_path / "w.log").read_text():
+        assert time.monotonic() < deadline and proc.alive(), (tmp_path / "w.log").read_text()
+        time.sleep(0.02)
+    proc.send(signal.SIGTERM)
+    assert proc.stop(10) == 0
+    assert count.read_text() == "1"
