@@ -178,3 +178,21 @@ def test_jobs_section_saq_needs_its_queue_and_may_name_its_redis() -> None:
         isinstance(tracker, SaqTracker) and tracker.client.connection_pool.connection_kwargs["port"] == 6399
     )
     tracker.close()
+
+
+def test_a_job_being_aborted_counts_in_progress_until_its_abort_key_goes(redis_url: str) -> None:
+    # a sweep of a killed worker's job takes it out of every list and waits up to 5 s before re-queueing or
+    # ending it: only its abort key shows it then, and a drain that saw 0 in progress stopped early (issue 21)
+    client = redis.Redis.from_url(redis_url)
+    tracker = SaqTracker(client, "default")
+    other = SaqTracker(client, "other")
+    try:
+        client.set(tracker._prefix + "k1", b"{}")  # the job's record (status "aborting")
+        client.setex("saq:abort:k1", 5, "swept")
+        client.setex("saq:abort:gone", 5, "swept")  # an abort key of no job of this queue
+        assert tracker.depth()["in_progress"] == 1
+        assert other.depth()["in_progress"] == 0
+        client.delete("saq:abort:k1")
+        assert tracker.depth()["in_progress"] == 0
+    finally:
+        tracker.close()
