@@ -56,7 +56,9 @@ class RunConfig(LoadSettings):
         default_factory=list,
         description="comma-separated modes of the target (default: all; built-in: noop,sync,offload, +inprocess)",
     )
-    workers: int = Field(1, ge=0, le=64, description="arq worker processes")
+    workers: int = Field(
+        1, ge=0, le=64, description="worker processes: the target's worker command, started N times"
+    )
     redis_url: str | None = Field(None, description="an external Redis (default: a private embedded one)")
     host: str | None = Field(
         None, description="an API already running at this URL: start nothing of the service"

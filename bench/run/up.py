@@ -47,7 +47,9 @@ def _admin_token(ctx: typer.Context, token: str | None, token_file: Path | None)
 def up_command(
     ctx: typer.Context,
     port: int = typer.Option(8000, help="API port on 127.0.0.1"),
-    workers: int = typer.Option(1, min=0, max=64, help="arq worker processes"),
+    workers: int = typer.Option(
+        1, min=0, max=64, help="worker processes: the target's worker command, started N times"
+    ),
     redis_url: str = typer.Option(None, help="an external Redis (default: a private embedded one)"),
     admin_token: str = typer.Option(
         None, envvar="OFFLOAD_ADMIN_TOKEN", help="bearer token for /admin/* (prefer $OFFLOAD_ADMIN_TOKEN)"
