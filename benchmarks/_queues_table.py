@@ -3,11 +3,76 @@ table, Markdown for benchmarks/README.md, and the plot. Figures a library cannot
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+BACKLOG_MIN_S = 1.0  # saturated: the last job ended >= this long after the last arrival (5 jobs of 0.2 s)
+
+
+def saturation(records: list[dict[str, Any]], lib: str) -> dict[str, Any]:
+    """One worker's completed jobs/s while never idle, from a saturation run's job records (jobs/<mode>.jsonl).
+
+    rate = jobs done / (last done_ts - first attempt start_ts); a library that records no start (Celery) gives
+    (done - 1) / (last done_ts - first done_ts), the rate between completions; one that records no end time
+    (Dramatiq) gives none. `saturated` says the backlog outlived the arrivals by BACKLOG_MIN_S (the worker had
+    work queued until the load ended, and was draining after it).
+    """
+    done = [r for r in records if r.get("state") == "done" and _finite(r.get("done_ts"))]
+    ends = [float(r["done_ts"]) for r in done]
+    starts = [float(a["start_ts"]) for r in done for a in (r.get("attempts") or [])
+              if isinstance(a, dict) and _finite(a.get("start_ts"))]  # fmt: skip
+    enq = [float(r["enqueued_ts"]) for r in records if _finite(r.get("enqueued_ts"))]
+    out: dict[str, Any] = {"done": len(done), "accepted": len(records), "jobs_per_s": None, "basis": None,
+                           "window_s": None, "backlog_s": None, "saturated": None, "note": None}  # fmt: skip
+    if not ends:
+        out["note"] = f"n/a — {lib} keeps no end time" if records else "n/a — no job records"
+        return out
+    if starts:
+        window, n, basis = max(ends) - min(starts), len(done), "first start → last end"
+    else:
+        window, n, basis = max(ends) - min(ends), len(done) - 1, "first end → last end (no start time)"
+    if n < 2 or window <= 0:
+        out["note"] = f"n/a — {len(done)} job(s) done"
+        return out
+    out.update(jobs_per_s=n / window, basis=basis, window_s=window)
+    if enq:
+        out["backlog_s"] = max(ends) - max(enq)
+        out["saturated"] = out["backlog_s"] >= BACKLOG_MIN_S
+    return out
+
+
+def saturation_of_folder(run: Path, mode: str, lib: str) -> dict[str, Any]:
+    """saturation() of a run folder's jobs/<mode>.jsonl (bad lines skipped)."""
+    path = run / "jobs" / f"{mode}.jsonl"
+    records: list[dict[str, Any]] = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return saturation(records, lib)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def sat_cell(row: dict[str, Any]) -> str:
+    """The saturation column: jobs/s (+ '†' from end times only, '?' not shown saturated), or why not."""
+    sat = row.get("saturation")
+    if not sat:
+        return ""
+    if sat.get("jobs_per_s") is None:
+        return str(sat.get("note") or "n/a")
+    mark = ("" if sat["basis"].startswith("first start") else "†") + ("" if sat.get("saturated") else "?")
+    return f"{sat['jobs_per_s']:.1f}{mark}"
 
 
 def _ms(value: float | None) -> str:
@@ -20,7 +85,7 @@ def _n(value: Any) -> str:
 
 COLUMNS = (
     "library", "settings", "fault", "mode", "requests", "API p50 ms", "API p99 ms", "queue wait p50 ms",
-    "e2e p95 ms", "accepted", "completed", "in flight at kill", "lost", "unknown", "dead", "dup", "pending",
+    "e2e p95 ms", "1 worker jobs/s at saturation", "accepted", "completed", "in flight at kill", "lost", "unknown", "dead", "dup", "pending",
     "recovery s",
 )  # fmt: skip
 
@@ -30,6 +95,8 @@ def cells_of(row: dict[str, Any]) -> list[str]:
     head = [row["library"], row["settings"], row["fault"], row["mode"]]
     if row.get("error"):
         return [*head, row["error"], *[""] * (len(COLUMNS) - 5)]
+    if row.get("requests") is None and row.get("saturation"):  # a cell not run: the library cannot give it
+        return [*head, "not run", "", "", "", "", sat_cell(row), *[""] * (len(COLUMNS) - 10)]
     wait = row["queue_wait_note"] or _ms(row["queue_wait_p50_ms"])
     e2e = row["e2e_p95_ms"]
     lib = "the sample service" if row["library"] == "sample" else row["library"]
@@ -37,7 +104,7 @@ def cells_of(row: dict[str, Any]) -> list[str]:
     p99 = _ms(row["api_p99_ms"]) + ("" if row["enough_p99"] else "*")
     rec = "" if row["recovery_s"] is None else f"{row['recovery_s']:.1f}"
     in_flight = "" if not row["fault_detail"] else _n(row["fault_detail"].get("in_flight"))
-    return [*head, _n(row["requests"]), _ms(row["api_p50_ms"]), p99, wait, e2e_cell,
+    return [*head, _n(row["requests"]), _ms(row["api_p50_ms"]), p99, wait, e2e_cell, sat_cell(row),
             _n(row["accepted"]), _n(row["completed"]), in_flight, _n(row["lost"]), _n(row["unknown"]), _n(row["dead"]),
             _n(row["duplicates"]), _n(row["pending"]), rec]  # fmt: skip
 
@@ -64,10 +131,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if not r.get("error")]
+    ok = [r for r in rows if not r.get("error") and r.get("requests") is not None]
     if not ok:
         return
-    labels = [f"{r['library']} {r['settings']} {r['mode']}\n{r['fault']}" for r in ok]
+    labels = [f"{r['library']} {r['settings']} {r['mode']}\n{r['fault']}"
+              + (f" → {sat_cell(r)} jobs/s" if r.get("saturation") else "") for r in ok]  # fmt: skip
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 0.5 * len(ok) + 2), sharey=True)
     ys = list(range(len(ok)))
     h = 0.27

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _queues_table import markdown, plot, rich_table
+from _queues_table import markdown, plot, rich_table, saturation_of_folder
 from _stack import REPO, SHARED_CORES_NOTE, clean_env
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,6 +42,17 @@ LIBS = ("arq", "rq", "celery", "saq", "dramatiq", "sample")
 WORK_MS = 200  # the job: 0.2 s of I/O wait (each example's WORK_MS; the sample service's --io-ms)
 # what each library records of a job's start: without it, no queue wait (the tracker leaves it empty)
 NO_START = "n/a — {lib} keeps no start time"
+# the saturation cell: arrivals well above one worker's capacity for a short load, then a drain; (rate/s, load s).
+# One worker at its default concurrency: RQ and Celery run 1 job at a time (<= 5/s of 0.2 s jobs), arq and
+# SAQ 10 (<= 50/s), the sample worker up to 200 (CPU-bound on this machine, ~300-400/s measured in 22).
+SAT_LOAD = {"rq": (15.0, 4.0), "celery": (15.0, 4.0), "arq": (120.0, 3.0), "saq": (120.0, 3.0),
+            "sample": (400.0, 3.0)}  # fmt: skip
+SAT_DRAIN_S = 60.0
+# Dramatiq records no end time under either settings (its Results middleware keeps the result only): no cell
+NO_END = {"dramatiq": "n/a — dramatiq keeps no end time (either settings)"}
+# the sample service's api-sigkill cell: 1 s jobs (3/s x 1 s = ~3 in the API process on average, not ~0.6)
+# so the kill lands on jobs in flight; checked from faults.json + records (the row's "in flight at kill")
+SAMPLE_KILL_IO_MS = 1000
 _SETTINGS_VAR = re.compile(r"\b([A-Z][A-Z0-9_]*_SETTINGS)=settings_at_least_once\b")
 
 
@@ -56,10 +67,13 @@ class Cell:
     target: str | None  # None: the built-in sample service
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    saturation: tuple[float, float] | None = None  # (rate/s, load s): a saturation cell, not the common load
+    skip: str | None = None  # why this cell is not run (the library cannot give its figure)
 
     @property
     def name(self) -> str:
-        return f"{self.lib}-{self.settings.replace(' ', '_').replace(chr(39), '')}-{self.fault or 'plain'}"
+        kind = "saturation" if self.saturation or self.skip else (self.fault or "plain")
+        return f"{self.lib}-{self.settings.replace(' ', '_').replace(chr(39), '')}-{kind}"
 
 
 def settings_variable(target: Path) -> str | None:
@@ -84,27 +98,33 @@ def cells(libs: list[str], fault_at: float) -> list[Cell]:
             if var
             else [("example", {})]
         )
+        rel = str(target.relative_to(REPO))
         for settings, env in variants:
             for fault in ("", kill):
-                rel = str(target.relative_to(REPO))
                 out.append(Cell(lib, settings, fault, ["offload"], rel, {"WORK_MS": str(WORK_MS), **env}))
+        settings, env = variants[0]  # the defaults (arq: the example's own)
+        sat = Cell(lib, settings, "", ["offload"], rel, {"WORK_MS": str(WORK_MS), **env})
+        if lib in NO_END:
+            sat.skip = NO_END[lib]
+        else:
+            sat.saturation = SAT_LOAD.get(lib, (120.0, 3.0))
+        out.append(sat)
     if "sample" in libs:
+        profile = ["--pages", "1", "--io-ms", str(SAMPLE_KILL_IO_MS), "--cpu-ms", "0"]
+        kill_api = f"api-sigkill@{fault_at:g}s"
+        out.append(Cell("sample", "built-in", kill_api, ["inprocess", "offload"], None, args=profile))
         profile = ["--pages", "1", "--io-ms", str(WORK_MS), "--cpu-ms", "0"]
         out.append(
-            Cell(
-                "sample",
-                "built-in",
-                f"api-sigkill@{fault_at:g}s",
-                ["inprocess", "offload"],
-                None,
-                args=profile,
-            )
+            Cell("sample", "built-in", "", ["offload"], None, args=profile, saturation=SAT_LOAD["sample"])
         )
     return out
 
 
 def command(cell: Cell, folder: Path, duration: float, warmup: float, rate: float, drain: float) -> list[str]:
     """The `offload-bench run` command line of one cell."""
+    if cell.saturation:
+        rate, duration = cell.saturation
+        drain = max(drain, SAT_DRAIN_S)
     cmd = [str(REPO / ".venv" / "bin" / "offload-bench"), "run"]
     if cell.target:
         cmd += ["--target", cell.target]
@@ -117,7 +137,7 @@ def command(cell: Cell, folder: Path, duration: float, warmup: float, rate: floa
         "--duration",
         f"{duration:g}s",
         "--warmup",
-        f"{warmup:g}s",
+        f"{min(warmup, duration / 4):g}s",
     ]
     cmd += ["--drain-timeout", f"{drain:g}s", "--out", str(folder), *cell.args]
     if cell.fault:
@@ -156,7 +176,13 @@ def _pct(block: dict[str, Any] | None, key: str) -> float | None:
 
 def rows_of(cell: Cell, rc: int, run: Path | None) -> list[dict[str, Any]]:
     """The table's rows of one cell (one per mode), every figure from its summary.json; None = cannot give."""
-    base = {"library": cell.lib, "settings": cell.settings, "fault": cell.fault or "none", "exit": rc}
+    fault_label = cell.fault or "none"
+    if cell.saturation:
+        fault_label = f"none (saturation: {cell.saturation[0]:g}/s for {cell.saturation[1]:g} s)"
+    base = {"library": cell.lib, "settings": cell.settings, "fault": fault_label, "exit": rc}
+    if cell.skip:
+        return [{**base, "fault": "none (saturation)", "mode": m, "run": None, "requests": None,
+                 "saturation": {"jobs_per_s": None, "note": cell.skip}} for m in cell.modes]  # fmt: skip
     if run is None:
         return [{**base, "mode": m, "run": None, "error": f"did not run (exit {rc})"} for m in cell.modes]
     summary = json.loads((run / "summary.json").read_text())
@@ -190,6 +216,10 @@ def rows_of(cell: Cell, rc: int, run: Path | None) -> list[dict[str, Any]]:
             "recovery_s": fault.get("recovery_s") if fault else None,
             "fault_detail": fault.get("jobs") if fault else None,
             "tracker_notes": tracker.get("notes", []),
+            "saturation": saturation_of_folder(run, mode, lib) if cell.saturation else None,
+            "io_ms": next(
+                (a for a, b in zip(cell.args[1:], cell.args, strict=False) if b == "--io-ms"), None
+            ),
         }
         out.append(row)
     return out
@@ -207,9 +237,9 @@ def main() -> int:
         "--kill-at",
         type=float,
         default=None,
-        help="seconds into the phase of each SIGKILL (default: half the duration). The arrivals are seeded "
-        "(seed 42), the same in every cell; the fault clock starts 1-2 s before the arrival schedule: 12.3 at "
-        "--rate 3 fired at 10.4-11.4 s of the schedule, near a burst of arrivals at 10.14-11.18 s",
+        help="seconds into the phase of each SIGKILL (default: half the duration), counted from the load's "
+        "first request (e4c550e). The arrivals are seeded (seed 42), the same in every cell: at --rate 3 requests "
+        "come at 10.34, 10.46, 10.57, 10.75 s after the first, so 10.6 lands in that burst",
     )
     parser.add_argument("--only", default=None, help=f"comma-separated libraries ({', '.join(LIBS)})")
     parser.add_argument(
@@ -220,11 +250,17 @@ def main() -> int:
     parser.add_argument("--lock", type=Path, default=None, help="hold `flock FILE` around each cell")
     parser.add_argument("--plot", type=Path, default=None, help="the PNG (default <out>/queues.png)")
     parser.add_argument("--replot", type=Path, default=None, help="only print the table and redraw the plot of "
-                        "an earlier --json file (its run folders are not read again)")  # fmt: skip
+                        "an earlier --json file (only the saturation figure is read again from its run folder, if kept)")  # fmt: skip
     args = parser.parse_args()
     if args.replot is not None:
         data = json.loads(args.replot.read_text())
         meta, old_rows = data["meta"], data["rows"]
+        for (
+            row
+        ) in old_rows:  # the saturation figure again from its run folder's job records, where it is kept
+            if row.get("saturation") and row.get("run") and (Path(row["run"]) / "jobs").is_dir():
+                lib = "the sample service" if row["library"] == "sample" else row["library"]
+                row["saturation"] = saturation_of_folder(Path(row["run"]), row["mode"], lib)
         con = Console() if sys.stdout.isatty() else Console(width=200)
         con.print(rich_table(old_rows))
         con.print(f"[dim]{SHARED_CORES_NOTE}[/dim]")
@@ -268,10 +304,15 @@ def main() -> int:
                   TimeElapsedColumn(), console=console) as progress:  # fmt: skip
         task = progress.add_task("cells", total=len(todo))
         for cell in todo:
+            if cell.skip:
+                rows += rows_of(cell, 0, None)
+                progress.console.print(f"{cell.name}: not run ({cell.skip})")
+                progress.advance(task)
+                continue
             progress.update(task, description=f"{cell.name}: running")
             folder = out / cell.name
             cmd = command(cell, folder, duration, warmup, args.rate, drain)
-            timeout_s = duration * len(cell.modes) + drain + 180
+            timeout_s = duration * len(cell.modes) + max(drain, SAT_DRAIN_S) + 180
             rc, run = run_cell(cell, cmd, folder, args.lock, timeout_s)
             new = rows_of(cell, rc, run)
             rows += new
