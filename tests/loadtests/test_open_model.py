@@ -159,7 +159,15 @@ def test_arrivals_due_while_the_run_stops_are_not_sent_late(testapp: Server, tmp
     assert out.returncode == 0, out.stdout[-3000:]
     (gen,) = loadgen(run_dir, "noop")
     assert gen["scheduled"] == gen["sent"] + gen["dropped"]
-    assert gen["late"] <= 5, gen  # were they sent: one per stream, 50 late
+    # were they sent, they would be the late ones due from the run's end on: one per stream, 50. Judged on
+    # those alone: on a loaded machine a stall of the load process makes a few arrivals of the run late
+    # (9 of 194 once in a suite run), which is not what this test is about
+    end = run_json(run_dir)["modes"]["noop"]["start_ts"] + 2.0
+    late_at_stop = [
+        row for row in read_samples(run_dir, "noop")
+        if float(row["intended_ts"]) >= end - 0.1 and float(row["start_ts"]) - float(row["intended_ts"]) > 0.020
+    ]  # fmt: skip
+    assert len(late_at_stop) <= 5, (gen, late_at_stop[:10])
 
 
 def test_open_model_sends_on_time(testapp: Server, tmp_path: Path) -> None:
