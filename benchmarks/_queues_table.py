@@ -65,13 +65,15 @@ def _finite(value: Any) -> bool:
 
 
 def sat_cell(row: dict[str, Any]) -> str:
-    """The saturation column: jobs/s (+ '†' from end times only, '?' not shown saturated), or why not."""
+    """The saturation column: jobs/s ('†': from end times only; '≥ ...': the worker kept up), or why not."""
     sat = row.get("saturation")
     if not sat:
         return ""
     if sat.get("jobs_per_s") is None:
         return str(sat.get("note") or "n/a")
-    mark = ("" if sat["basis"].startswith("first start") else "†") + ("" if sat.get("saturated") else "?")
+    mark = "" if sat["basis"].startswith("first start") else "†"
+    if not sat.get("saturated"):  # the worker kept up with the arrivals: a lower bound, not its capacity
+        return f"≥ {sat['jobs_per_s']:.1f}{mark} (kept up: not saturated)"
     return f"{sat['jobs_per_s']:.1f}{mark}"
 
 

@@ -45,7 +45,7 @@ def test_a_worker_that_kept_up_is_not_called_saturated() -> None:
     records = [_job(i, i * 0.5, i * 0.5, i * 0.5 + 0.2) for i in range(6)]
     sat = saturation(records, "arq")
     assert sat["saturated"] is False
-    assert sat_cell({"saturation": sat}).endswith("?")
+    assert sat_cell({"saturation": sat}) == "≥ 2.2 (kept up: not saturated)"
 
 
 def test_no_end_time_is_said_never_zero() -> None:
