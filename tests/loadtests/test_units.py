@@ -178,19 +178,19 @@ print(precise if sys.argv[1] != "fallback" else "fallback", min(late), sorted(la
 """
 
 
+def _probe(code: str, *args: str) -> str:
+    """stdout of code run in a fresh interpreter (gevent's monkey patching must come first), once it exits 0."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 @pytest.mark.parametrize("kind", ["timerfd", "fallback"])
 def test_clock_waits_until_the_time_and_sees_a_stop(kind: str) -> None:
     """Never early, late by well under a millisecond at the median (10x margin), a stop ends the wait."""
-    out = subprocess.run(
-        [sys.executable, "-c", CLOCK_PROBE, kind],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    precise, earliest, median, stopped = out.stdout.split()
+    precise, earliest, median, stopped = _probe(CLOCK_PROBE, kind).split()
     assert precise == ("True" if kind == "timerfd" else "fallback")
     assert float(earliest) >= 0.0 and float(median) < 0.002 and stopped == "False"
 
@@ -234,16 +234,7 @@ print(json.dumps({"fast": stream(2000, 400, 0.001, 100, stop_after_s=0.5),
 
 def test_a_stream_sends_each_arrival_once_in_order_never_early_and_counts_drops() -> None:
     """The relay of run_stream: every arrival sent once, in order, at or after its time; over the cap dropped."""
-    out = subprocess.run(
-        [sys.executable, "-c", STREAM_PROBE],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout)
+    res = json.loads(_probe(STREAM_PROBE))
     fast, capped = res["fast"], res["capped"]
     assert fast["sent"] == 400 and fast["ordered"] and fast["early"] >= 0.0, fast
     scheduled, sent, _, dropped = fast["stats"]
