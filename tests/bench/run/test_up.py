@@ -65,6 +65,9 @@ def test_up_serves_replaces_a_dead_worker_and_stops_clean(tmp_path):
             lambda: httpx.get(f"{url}/sources/{source}", timeout=2).json()["state"] == "done", 30
         )
 
+        # up has finished starting (it writes redis.env then): a worker that dies before is a start failure
+        # (exit 2), not one to replace, and the API and a done job do not show that up's own wait is over
+        assert _wait_for(lambda: (tmp_path / "redis.env").exists(), 30), "up did not finish starting"
         (victim,) = _workers(proc.pid)
         victim.send_signal(signal.SIGKILL)
         replaced = _wait_for(lambda: [w.pid for w in _workers(proc.pid)] not in ([], [victim.pid]), 30)
