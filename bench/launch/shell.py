@@ -30,6 +30,10 @@ def shell_argv(command: str) -> list[str]:
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
+# Where a worker's graceful SIGTERM goes, per tracker, as its library's CLI expects it (a SIGKILL reaches the whole
+# tree): "top", the main process, which stops its children (group-wide, it killed Celery's prefork children
+# mid-task and reached Dramatiq's worker processes twice: a kill); "group" (SAQ's peers, arq, ours, others).
+WORKER_SIGNAL_SCOPE = {"celery": "top", "rq": "top", "dramatiq": "top"}
 
 
 class ShellProcess(ManagedProcess):
@@ -38,7 +42,7 @@ class ShellProcess(ManagedProcess):
     A graceful signal (SIGTERM, SIGINT) goes where the command's own CLI expects it: `scope="group"` (default)
     signals the process group, as a terminal's Ctrl-C does; `scope="top"` signals only the command's top process
     (the first one under the shell), for CLIs whose main process forwards the signal to its children and whose
-    children must not get it twice (Celery, RQ, Dramatiq: see Stack's WORKER_SIGNAL_SCOPE).
+    children must not get it twice (Celery, RQ, Dramatiq: WORKER_SIGNAL_SCOPE).
     """
 
     def __init__(self, *args: Any, scope: str = "group", **kwargs: Any) -> None:

@@ -21,7 +21,7 @@ import redis
 from bench.errors import signals_deferred
 from bench.launch.procs import ManagedProcess
 from bench.launch.redis_server import EmbeddedRedis, free_port, port_in_use
-from bench.launch.shell import ShellProcess, http_status, shell_argv, start_values
+from bench.launch.shell import WORKER_SIGNAL_SCOPE, ShellProcess, http_status, shell_argv, start_values
 from bench.launch.startfail import auth_hint, exited_line, not_ready_line
 from runfolder.redact import redact
 from service.settings import WorkProfile
@@ -30,10 +30,6 @@ from targets import placeholders as ph
 from targets.trackers.liveness import LIBRARIES, live_workers
 
 READY_TIMEOUT_S = 30.0
-# Where a worker's graceful SIGTERM goes, as its library's CLI expects it (a SIGKILL reaches the whole tree):
-# "top", the main process, which stops its children (group-wide, it killed Celery's prefork children mid-task and
-# reached Dramatiq's worker processes twice: a kill); "group" (SAQ's peers, arq, ours, others) as before.
-WORKER_SIGNAL_SCOPE = {"celery": "top", "rq": "top", "dramatiq": "top"}
 # after the first process is seen dead, how long the others get to show their own failure (issue 26)
 DEATH_GRACE_S = 1.0
 # what a Redis client logs when it reached a Redis with a password without giving it (redis-py, the server)
