@@ -141,3 +141,23 @@ def test_the_job_side_can_be_judged_at_every_step_without_being_searched():
     b = judged.brackets()
     assert b["jobs"].low is not None and b["jobs"].low <= 30 < (b["jobs"].high or 0)
     assert b["fast"].low <= 1900 < b["fast"].high <= 1.10 * b["fast"].low and b["fast"].complete
+
+
+def _inflight_step(rate: float, requests: int, p50: float, slope: float) -> Step:
+    p95 = p50 * 1.3
+    return Step(rate=rate, arrival_rate=rate, achieved_rate=rate, p50=p50, p95=p95, p99=p95, percentile_ms=p95,
+                uncorrected_ms=p95, error_rate=0.0, requests=requests, sent_on_time=1.0,
+                inflight_slope_per_s=slope)  # fmt: skip
+
+
+def test_requests_in_flight_wandering_in_a_short_step_is_not_a_server_falling_behind():
+    # the default search's first sync step (2 of 3 runs): 14 requests at 8.3 req/s, p50 520 ms (about 4 in
+    # flight), a slope of 1.2/s over its ~1.7 s window: 2 requests more, well within a steady count's wander
+    noise = judge(_inflight_step(8.29, 14, 520.0, 1.2), LIM, offload_like=False)
+    assert noise.verdicts == {"fast": "fail", "ok": "pass"}, noise.reason
+    # the same growth kept up over a 20 s step (24 requests more than about 4 in flight) is the server's
+    behind = judge(_inflight_step(8.29, 166, 520.0, 1.2), LIM, offload_like=False)
+    assert behind.verdicts["ok"] == "fail" and "requests in flight grew 1.2/s" in behind.reason
+    # an overloaded step (sync at 44 req/s: grew 24.9/s over 2 s, p50 1.9 s) still fails
+    overload = judge(_inflight_step(44.2, 88, 1903.0, 24.9), LIM, offload_like=False)
+    assert overload.verdicts["ok"] == "fail" and "requests in flight grew" in overload.reason
