@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from bench.capacity.model import Bracket, CapacityResult, Jobs, MaxRate, ModeResult, Validity, WorkerPoint
-from bench.capacity.search import Search, placed
+from bench.capacity.search import SAME_RATE, Search, placed
 from bench.capacity.usl import fit, with_needs
 
 MACHINE_BUSY_PERCENT = 90.0  # all cores this busy during a worker step: the machine, not the worker, limits
@@ -150,9 +151,11 @@ def assemble(
     points = [(n, w.max_job_rate) for n, w in worker_points.items() if w.max_job_rate and _saturated(w)]
     if points:
         res.usl = with_needs(fit(points), need_rates)
-    info = _job_capacity(res, worker_points)
+    info, notes = _job_capacity(res, worker_points)
     res.validity = validity(res, cores)
     res.validity.info += info
+    res.validity.notes += notes
+    res.validity.valid = not res.validity.notes
     return res
 
 
@@ -160,23 +163,42 @@ def _saturated(w: WorkerPoint) -> bool:
     return w.step is None or bool(w.step.backlog_growing)
 
 
-def _job_capacity(res: CapacityResult, worker_points: Mapping[int, WorkerPoint]) -> list[str]:
+def _rate_cap(res: CapacityResult) -> float:
+    """The highest rate a worker step may offer: the API's ok capacity of the job mode, and --max-rate."""
+    lows = [m.brackets["ok"].low for m in res.modes.values() if m.jobs is not None and "ok" in m.brackets]
+    top = min((low for low in lows if low is not None), default=math.inf)
+    return min(top, float(res.config.get("max_rate") or math.inf))
+
+
+def _job_capacity(
+    res: CapacityResult, worker_points: Mapping[int, WorkerPoint]
+) -> tuple[list[str], list[str]]:
     """modes.<m>.jobs.max_rate from the saturated worker step with the search's worker count (the workers
-    are stable while arrivals stay below what they complete), checked against the search's own steps."""
+    are stable while arrivals stay below what they complete), checked against the search's own steps.
+    (info, notes): a worker step that kept up below the rate cap is a lower bound nobody asked for (a note)."""
     info: list[str] = []
+    notes: list[str] = []
+    cap = _rate_cap(res)
     for n, w in sorted(worker_points.items()):
         if w.step is not None and not w.step.backlog_growing:
-            info.append(
-                f"{n} worker(s): the backlog did not grow at {rate_text(w.offered_rate or 0)} req/s, so "
-                f"{rate_text(w.max_job_rate or 0)} jobs/s is a lower bound (the API or --max-rate capped the rate)"
+            offered = w.offered_rate or 0.0
+            head = (
+                f"{n} worker(s): the backlog did not grow at {rate_text(offered)} req/s, so "
+                f"{rate_text(w.max_job_rate or 0)} jobs/s is a lower bound"
             )
+            if offered * SAME_RATE >= cap:
+                info.append(f"{head} (the API's ok capacity or --max-rate capped the rate)")
+            else:
+                notes.append(
+                    f"{head}: the time budget ran out before a rate that saturates them (give --budget)"
+                )
     if not worker_points:
-        return info
+        return info, notes
     n = min(worker_points)
     w = worker_points[n]
     modes = [m for m in res.modes.values() if m.jobs is not None]
     if not modes or not w.max_job_rate or not _saturated(w):
-        return info
+        return info, notes
     m = modes[0]
     assert m.jobs is not None
     m.jobs.max_rate, m.jobs.basis = w.max_job_rate, "workers"
@@ -188,7 +210,7 @@ def _job_capacity(res: CapacityResult, worker_points: Mapping[int, WorkerPoint])
     if grew and min(grew) < w.max_job_rate / CROSS_CHECK:
         info.append(f"jobs: the backlog grew at {rate_text(min(grew))} req/s in the search, below the "
                     f"{rate_text(w.max_job_rate)} jobs/s {n} worker(s) completed when saturated")  # fmt: skip
-    return info
+    return info, notes
 
 
 _CUT = {

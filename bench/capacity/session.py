@@ -24,7 +24,7 @@ from bench.capacity.plan import (
     step_seconds,
 )
 from bench.capacity.result import rate_text
-from bench.capacity.search import Search
+from bench.capacity.search import SAME_RATE, Search
 from bench.capacity.stackrun import StepStack
 from bench.capacity.verdict import judge
 from bench.run.config import RunConfig
@@ -33,6 +33,8 @@ from bench.run.config import RunConfig
 # short step understates): above what n workers can do (scaling is at most linear), and no more API and
 # generator load than needed, which would take CPU from them
 SATURATE: Final = 2.0
+# a worker step that kept up is run again at SATURATE x its rate, on the same stack, at most this often in all
+WORKER_TRIES: Final = 3
 # beyond a step's load time: the generator's start and stop, the job export, the step's summary, the settle
 STEP_OVERHEAD_S: Final = 4.0
 STACK_START_S: Final = 4.0
@@ -173,19 +175,32 @@ class Session:
         s = self.searches.get(mode)
         # one worker completes about what it completed in the lowest-rate search step where it fell behind
         # (higher rates take its CPU for the API and the generator, and a worker running many jobs at once
-        # finishes them in bursts a short step can catch or miss), and at least the arrivals it kept up with
+        # finishes them in bursts a short step can catch or miss), and at least what any step saw it complete
+        # (a 3 s step of ~2 s jobs shows a fraction of it: 8 of the 32 jobs/s a longer step saw) and the
+        # arrivals it kept up with
         steps = s.steps if s else []
         grew = sorted((st for st in steps if st.backlog_growing and st.job_rate), key=lambda st: st.rate)
         done = [grew[0].job_rate] if grew and grew[0].job_rate else []
+        done += [st.job_rate for st in steps if st.job_rate]
         done += [st.arrival_rate for st in steps if st.backlog_growing is False and st.arrival_rate]
         b = s.brackets() if s else {}
         jobs = b.get("jobs")
         one = max(done) if done else ((jobs.high or jobs.low) if jobs else None)
-        rate = SATURATE * n * (one or self.cfg.min_rate)
-        api = b.get("ok")
-        if api is not None and api.low is not None:
-            rate = min(rate, api.low)
-        return min(rate, self.cfg.max_rate)
+        return min(SATURATE * n * (one or self.cfg.min_rate), self.rate_cap(mode))
+
+    def rate_cap(self, mode: str) -> float:
+        """The highest rate a worker step offers: what the API holds (its ok bracket's low end) and --max-rate."""
+        s = self.searches.get(mode)
+        api = s.brackets().get("ok") if s else None
+        top = api.low if api is not None and api.low is not None else math.inf
+        return min(top, self.cfg.max_rate)
+
+    def _time_for(self, duration: float, counts_left: int) -> bool:
+        """Another worker step of duration fits before the deadline, with the worker counts still to measure
+        and the step reports kept in hand."""
+        per = duration + STEP_OVERHEAD_S
+        left = self.deadline - time.monotonic() - REPORT_S * (self._steps + 2)
+        return per + counts_left * (per + STACK_START_S) <= left
 
     def measure_workers(self, mode: str) -> None:
         """Per worker count, on a stack of its own: the jobs/s completed under a saturating arrival rate."""
@@ -198,8 +213,27 @@ class Session:
                 description=f"workers: {n} worker(s), {rate_text(rate)} req/s of {mode} for {duration:g}s",
             )
             with StepStack(self.base, n, self.cap_dir / "stacks" / f"workers-{n}", SETTLE_S) as stack:
-                step = stack.run_step(mode, rate, self.cfg.percentile, True, self._index(), duration)
-            self._record(step.run_dir)
+                for _ in range(WORKER_TRIES):
+                    step = stack.run_step(mode, rate, self.cfg.percentile, True, self._index(), duration)
+                    self._record(step.run_dir)
+                    more = min(SATURATE * rate, self.rate_cap(mode))
+                    # kept up: the workers were not saturated; offer more on the same stack while time allows
+                    if (
+                        step.backlog_growing is not False
+                        or more <= rate * SAME_RATE
+                        or not self._time_for(
+                            duration, counts_left=len(self.cfg.workers) - self.cfg.workers.index(n) - 1
+                        )
+                    ):
+                        break
+                    self.console.print(
+                        f"  {n} worker(s): kept up with {rate_text(rate)} req/s; again at {rate_text(more)}",
+                        highlight=False,
+                    )
+                    rate = more
+                    self.progress.update(
+                        task, description=f"workers: {n} worker(s), {rate_text(rate)} req/s of {mode} again"
+                    )
             self.workers[n] = WorkerPoint(max_job_rate=step.job_rate, offered_rate=rate,
                                           machine_cpu_percent=step.machine_cpu_percent, step=step)  # fmt: skip
             if step.backlog_growing is None:

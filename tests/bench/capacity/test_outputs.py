@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.capacity.model import CapacityResult, WorkerPoint, capacity_schema, read_json
+from bench.capacity.model import CapacityResult, Step, WorkerPoint, capacity_schema, read_json
 from bench.capacity.render import write_outputs
 from bench.capacity.result import assemble, headline, mode_result
 from bench.capacity.search import Search, run_search
@@ -98,3 +98,21 @@ def test_html_is_self_contained_and_plots_are_drawn(result: CapacityResult, tmp_
     assert "offload&#39;s API holds 100 ms" in page
     md = paths["md"].read_text()
     assert "![latency](plots/latency_vs_rate.png)" in md and "| sync |" in md
+
+
+def _kept_up(rate: float) -> WorkerPoint:
+    step = Step(rate=rate, arrival_rate=rate, job_rate=rate * 0.98, backlog_growing=False)
+    return WorkerPoint(max_job_rate=rate * 0.98, offered_rate=rate, machine_cpu_percent=40.0, step=step)
+
+
+def test_a_worker_step_that_kept_up_below_the_apis_capacity_is_not_a_valid_figure(result: CapacityResult):
+    # the default search's saturating rate came out at 17 req/s (a short step's 8 jobs/s x 2) and the worker
+    # kept up: "17 jobs/s, a lower bound (the API capped the rate)" was untrue, and the search still "valid"
+    below = assemble(result.model_copy(deep=True), {1: _kept_up(17.0)}, cores=2, need_rates=[])
+    assert not below.validity.valid
+    assert any("17 jobs/s is a lower bound: the time budget ran out" in n for n in below.validity.notes)
+    api_ok = result.modes["offload"].brackets["ok"].low
+    assert api_ok is not None
+    capped = assemble(result.model_copy(deep=True), {1: _kept_up(api_ok)}, cores=2, need_rates=[])
+    assert not any("lower bound" in n for n in capped.validity.notes)
+    assert any("capped the rate" in n for n in capped.validity.info)
