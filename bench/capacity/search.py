@@ -2,7 +2,9 @@
 
 Exponential phase: from min_rate, multiply the rate by `factor` while any target still holds at every rate
 tried. Bisection phase: between each target's highest sustainable and lowest unsustainable rate (geometric
-midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. One step
+midpoint: rates span orders of magnitude) until high <= precision * low, the widest bracket first. Steps
+count at the rate asked for, and brackets scale it by the median arrivals got per rate asked: a generator's
+steady shortfall counts, one step's Poisson wander does not. One step
 informs every target (fast, ok, jobs), so the brackets narrow together (`narrow` may leave one, the job side,
 judged at every step but not searched for). A generator-limited step bounds the
 search from above without counting as the server's failure (after one repeat at the same rate: a stall of
@@ -82,25 +84,25 @@ class Search:
         self._retry: Step | None = None  # a generator-limited step to repeat once before it bounds the search
 
     def record(self, step: Step) -> None:
-        """Add a judged step, placed at the arrival rate the server actually got (Poisson arrivals stray
-        a few % from the rate asked for in a short step; judging by the asked rate would overstate capacity)."""
+        """Add a judged step, kept at the rate asked for; brackets() scales every rate by the search's median
+        got/asked (a generator's steady shortfall counts, one step's Poisson wander does not: the arrivals of
+        a 400-request step stray +-5 % from the rate asked, which made a bracket of rates 5 % apart 1.11x
+        wide and a repeat of the same search quote another figure)."""
         self.steps.append(step)
         first, self._retry = self._retry, None
         if first is not None and first.rate == step.rate:  # the repeat decides: forget the first's unknowns
-            got = placed(first)
             for name, t in self._t.items():
-                if first.verdicts.get(name, "unknown") == "unknown" and got in t.unknown:
-                    t.unknown.remove(got)
+                if first.verdicts.get(name, "unknown") == "unknown" and first.rate in t.unknown:
+                    t.unknown.remove(first.rate)
         elif (
             step.generator_limited
             and self.retry_generator_limited
             and (step.sent_on_time is None or step.sent_on_time >= RETRY_SENT_MIN)
         ):
             self._retry = step
-        rate = placed(step)
         for name, t in self._t.items():
             outcome = step.verdicts.get(name, "unknown")
-            {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(rate)
+            {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(step.rate)
             if outcome == "pass":
                 t.top_asked = max(t.top_asked, step.rate)
 
@@ -130,16 +132,11 @@ class Search:
         climbing = [t for t in open_targets if t.ceiling is None]
         if climbing:  # exponential phase: everything tried so far holds for these targets
             rate = min(self.max_rate, self.factor * max(s.rate for s in self.steps))
-        else:  # bisect the widest bracket (geometric midpoint), in rates the server got
+        else:  # bisect the widest bracket (geometric midpoint of the rates asked)
             t = max(open_targets, key=lambda t: (t.ceiling or 0) / (t.low or self.min_rate))
             low, top = t.low, t.ceiling
             assert top is not None
-            wanted = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
-            rate = wanted / self._got_per_asked()
-            if self._asked(rate) and not self._asked(wanted):
-                # the arrivals a step got stray from the rate asked: the correction can land on a rate already
-                # asked for while the midpoint itself was not (its own got rate places it inside the bracket)
-                rate = wanted
+            rate = math.sqrt(low * top) if low is not None else max(self.min_rate, top / self.factor)
         if self._asked(rate):
             self.cut_by = self.cut_by or "resolution"
             return None  # nothing new to learn (non-monotone results at the resolution asked for)
@@ -154,8 +151,9 @@ class Search:
         driving = self.narrow if self.narrow is not None else self.targets
         return any(t.ceiling is None for t in self._t.values() if t.name in driving and not self._done(t))
 
-    def _got_per_asked(self) -> float:
-        """How the arrivals the server got compare with the rate asked for, over the steps so far."""
+    def got_per_asked(self) -> float:
+        """How the arrivals the server got compare with the rate asked for: the median over the steps whose
+        generator kept up (1.0 before any)."""
         ratios = sorted(
             s.arrival_rate / s.rate
             for s in self.steps
@@ -166,6 +164,7 @@ class Search:
     def brackets(self) -> dict[str, Bracket]:
         """Each target's bracket, what bounds it from above, and whether it is narrow enough."""
         out = {}
+        got = self.got_per_asked()
         for name, t in self._t.items():
             low, top = t.low, t.ceiling
             why: LimitedBy
@@ -180,8 +179,8 @@ class Search:
             done = self._done(t)
             width = top / low if low and top else None
             out[name] = Bracket(
-                low=low,
-                high=top,
+                low=None if low is None else low * got,
+                high=None if top is None else top * got,
                 limited_by=why,
                 complete=done,
                 width=width,

@@ -164,12 +164,17 @@ def test_a_generator_limited_step_is_repeated_only_when_the_generator_nearly_kep
     ) is again  # a brief stall is looked at again; a generator at its limit is not
 
 
-def test_a_midpoint_whose_corrected_rate_was_asked_before_is_run_uncorrected():
-    # the sync search of an acceptance run (rates asked, got): the corrected midpoint of [19.2, 22.1) was 21.0,
-    # asked before, and the search stopped not narrowed; the midpoint itself (20.6) had not been asked
+def test_one_steps_poisson_wander_neither_widens_a_bracket_nor_moves_it():
+    # the sync search of an acceptance run (rates asked, got, p95): in rates got, [19.17, 22.06) is 1.15x wide
+    # and the search went on (or was cut by the budget, "not narrowed"); the rates asked, 19.53 and 21.02, are
+    # 1.076x apart: narrow, and the bracket is those rates scaled by the median got/asked of the search
     search = Search(10.0, 5000.0, factor=4.0)
-    for asked, got, p95 in ((10.0, 7.39, 600.0), (40.0, 44.17, 2000.0), (16.36, 15.49, 770.0), (27.63, 25.56, 1300.0),
-                            (21.02, 22.06, 1044.0), (19.53, 19.17, 830.0)):  # fmt: skip
+    steps = ((10.0, 7.39, 600.0), (40.0, 44.17, 2000.0), (16.36, 15.49, 770.0), (27.63, 25.56, 1300.0),
+             (21.02, 22.06, 1044.0), (19.53, 19.17, 830.0))  # fmt: skip
+    for asked, got, p95 in steps:
         search.record(judge(_step(p95, rate=asked, got=got), LIM, False))
-    rate = search.next_rate()
-    assert rate is not None and 19.17 < rate < 22.06 and search.cut_by == ""
+    assert search.next_rate() is None and search.cut_by == ""
+    ratio = sorted(got / asked for asked, got, _ in steps)[len(steps) // 2]
+    ok = search.brackets()["ok"]
+    assert ok.complete and ok.low == pytest.approx(19.53 * ratio) and ok.high == pytest.approx(21.02 * ratio)
+    assert ok.width == pytest.approx(21.02 / 19.53)
