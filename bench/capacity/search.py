@@ -74,6 +74,8 @@ class Search:
     # what ended the search before every bracket was narrow enough (set by next_rate, or by the caller when
     # its time budget ran out or it was interrupted)
     cut_by: CutBy = ""
+    # rates whose contradicted failure was run again (contradicted(), replace())
+    rechecked: set[float] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate < self.max_rate:
@@ -105,6 +107,40 @@ class Search:
             {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(step.rate)
             if outcome == "pass":
                 t.top_asked = max(t.top_asked, step.rate)
+
+    def contradicted(self) -> Step | None:
+        """A step judged on one run whose failure a pass at a higher rate contradicts (for a target the search
+        narrows), the lowest first, once per rate: non-monotone results at a shared machine's knee are often
+        one run's stall (noop: 2,153 req/s failed at 122 ms, 2,348 then passed, and the bracket stopped under
+        the failure: 2,003 req/s, against 2,642 in the next run)."""
+        driving = self.narrow if self.narrow is not None else self.targets
+        for rate in sorted({f for n in driving for f in self._t[n].fails}):
+            if rate in self.rechecked:
+                continue
+            if not any(
+                p > rate * SAME_RATE for n in driving for p in self._t[n].passes if rate in self._t[n].fails
+            ):
+                continue
+            step = next((s for s in reversed(self.steps) if s.rate == rate), None)
+            if step is not None and not step.runs:
+                return step
+        return None
+
+    def replace(self, old: Step, new: Step) -> None:
+        """Judge old's rate on new instead (the same rate run again, both runs pooled): old's outcomes are
+        taken back, new's counted, and the rate is not looked at again."""
+        self.rechecked.add(old.rate)
+        for name, t in self._t.items():
+            before = {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[
+                old.verdicts.get(name, "unknown")
+            ]
+            if old.rate in before:
+                before.remove(old.rate)
+            outcome = new.verdicts.get(name, "unknown")
+            {"pass": t.passes, "fail": t.fails, "unknown": t.unknown}[outcome].append(new.rate)
+            if outcome == "pass":
+                t.top_asked = max(t.top_asked, new.rate)
+        self.steps[self.steps.index(old)] = new
 
     def _done(self, t: _Target) -> bool:
         low, top = t.low, t.ceiling

@@ -157,9 +157,28 @@ class Session:
                 search.record(step)
                 self.progress.update(task, advance=1)
                 self._print_step(mode, step)
+                self._recheck(mode, search, stack, mode_deadline)
         self.current = ""
         self.progress.update(task, total=len(search.steps), completed=len(search.steps),
                              description=f"{mode:>7}: done  {_bracket_text(search)}")  # fmt: skip
+
+    def _recheck(self, mode: str, search: Search, stack: StepStack, mode_deadline: float) -> None:
+        """Run again a failure a higher passing rate contradicts, while the mode's time allows; judge the rate
+        on both runs pooled (as a marginal step)."""
+        old = search.contradicted()
+        if old is None or old.run_dir is None:
+            return
+        jobs = mode in self.job_modes
+        duration = old.duration_s or self.step_seconds(old.rate, False)
+        if time.monotonic() + duration + STEP_OVERHEAD_S > mode_deadline:
+            return
+        again = stack.run_step(mode, old.rate, self.cfg.percentile, jobs, self._index(), duration)
+        self._record(again.run_dir)
+        dirs = [Path(d) for d in (old.run_dir, again.run_dir) if d]
+        first = old.model_copy(update={"marginal": "a higher rate passed"})
+        step = judge(combine(first, again, pooled(dirs, mode, self.cfg.percentile)), stack.limits, jobs)
+        search.replace(old, step)
+        self._print_step(mode, step)
 
     def _print_step(self, mode: str, step: Step) -> None:
         extra = []

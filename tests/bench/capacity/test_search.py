@@ -161,3 +161,24 @@ def test_requests_in_flight_wandering_in_a_short_step_is_not_a_server_falling_be
     # an overloaded step (sync at 44 req/s: grew 24.9/s over 2 s, p50 1.9 s) still fails
     overload = judge(_inflight_step(44.2, 88, 1903.0, 24.9), LIM, offload_like=False)
     assert overload.verdicts["ok"] == "fail" and "requests in flight grew" in overload.reason
+
+
+def test_a_failure_a_higher_rate_contradicts_is_looked_at_again_once_and_judged_on_the_repeat():
+    # the default search's noop (run 1 of 3): 2,153 req/s failed fast at 122 ms, 2,348 then passed; the
+    # bracket stopped under the failure (2,003 req/s) while the next run quoted 2,642
+    search = Search(10.0, 5000.0, factor=4.0)
+    for rate, p95 in ((10.0, 5.0), (40.0, 5.0), (1974.0, 60.0), (2153.0, 122.0), (2348.0, 80.0), (2560.0, 300.0)):
+        search.record(judge(_inflight_step(rate, 5000, p95 / 1.3, 0.0), LIM, offload_like=False))
+    assert search.brackets()["fast"].high == pytest.approx(2153.0 * search.got_per_asked())
+    old = search.contradicted()
+    assert old is not None and old.rate == 2153.0
+    again = judge(_inflight_step(2153.0, 10000, 70.0, 0.0), LIM, offload_like=False).model_copy(
+        update={"runs": ["/runs/a", "/runs/b"]}
+    )
+    search.replace(old, again)
+    fast = search.brackets()["fast"]
+    assert (fast.low, fast.high) == (2348.0, 2560.0) and search.contradicted() is None
+    assert len(search.steps) == 6 and search.steps[3] is again
+    # a failure that stays a failure on the repeat is not run a third time
+    search.replace(again, judge(_inflight_step(2153.0, 10000, 120.0, 0.0), LIM, offload_like=False))
+    assert search.contradicted() is None and search.brackets()["fast"].high == 2153.0
