@@ -167,7 +167,8 @@ def test_a_failure_a_higher_rate_contradicts_is_looked_at_again_once_and_judged_
     # the default search's noop (run 1 of 3): 2,153 req/s failed fast at 122 ms, 2,348 then passed; the
     # bracket stopped under the failure (2,003 req/s) while the next run quoted 2,642
     search = Search(10.0, 5000.0, factor=4.0)
-    for rate, p95 in ((10.0, 5.0), (40.0, 5.0), (1974.0, 60.0), (2153.0, 122.0), (2348.0, 80.0), (2560.0, 300.0)):
+    steps = ((10.0, 5.0), (40.0, 5.0), (1974.0, 60.0), (2153.0, 122.0), (2348.0, 80.0), (2560.0, 300.0))
+    for rate, p95 in steps:
         search.record(judge(_inflight_step(rate, 5000, p95 / 1.3, 0.0), LIM, offload_like=False))
     assert search.brackets()["fast"].high == pytest.approx(2153.0 * search.got_per_asked())
     old = search.contradicted()
