@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from bench.capacity.model import Bracket, CapacityResult, Jobs, MaxRate, ModeResult, Validity, WorkerPoint
+from bench.capacity.model import (
+    Bracket,
+    CapacityResult,
+    Jobs,
+    MaxRate,
+    ModeResult,
+    Step,
+    Validity,
+    WorkerPoint,
+)
 from bench.capacity.search import SAME_RATE, Search, placed
 from bench.capacity.usl import fit, with_needs
 
@@ -234,6 +243,23 @@ def _not_narrowed(mode: str, target: str, b: Bracket, precision: float) -> str:
     return f"{mode} {target}: bracket {where}, not narrowed to {want}: {_CUT.get(b.cut_by, _CUT[''])}"
 
 
+def _short_steps(mode: str, m: ModeResult, short: list[Step]) -> str:
+    """The caveat for steps with too few samples for the percentile: at which rates, and whether any of them
+    decides a bracket (the climbing steps far below every limit decide none)."""
+    ratios = sorted(
+        s.arrival_rate / s.rate for s in m.steps if s.arrival_rate and s.rate and not s.generator_limited
+    )
+    got = (
+        ratios[len(ratios) // 2] if ratios else 1.0
+    )  # brackets are rates asked x this (Search.got_per_asked)
+    lows = [b.low for b in m.brackets.values() if b.low is not None]
+    rates = ", ".join(rate_text(s.rate) for s in short)
+    head = f"{mode}: {len(short)} step(s) had too few samples for a trustworthy {m.percentile} ({rates} req/s"
+    if lows and all(s.rate * got * SAME_RATE < min(lows) for s in short):
+        return f"{head}: short climbing steps below every bracket, which decide none)"
+    return f"{head}: lengthen --step-duration)"
+
+
 def validity(res: CapacityResult, cores: int | None) -> Validity:
     """Notes make the result not fully trustworthy; info are caveats."""
     notes: list[str] = []
@@ -258,10 +284,7 @@ def validity(res: CapacityResult, cores: int | None) -> Validity:
                 notes.append(_not_narrowed(mode, target, b, precision))
         short = [s for s in m.steps if s.requests and not s.enough_samples]
         if short:
-            info.append(
-                f"{mode}: {len(short)} step(s) had too few samples for a trustworthy {m.percentile} "
-                "(lengthen --step-duration)"
-            )
+            info.append(_short_steps(mode, m, short))
         settles = [s.settle for s in m.steps if s.settle is not None]
         inherited = [x for x in settles if not x.restarted and ((x.queue or 0) > 0 or (x.inflight or 0) > 0)]
         if inherited:

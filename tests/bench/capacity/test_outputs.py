@@ -12,7 +12,7 @@ import pytest
 
 from bench.capacity.model import CapacityResult, Step, WorkerPoint, capacity_schema, read_json
 from bench.capacity.render import write_outputs
-from bench.capacity.result import assemble, headline, mode_result
+from bench.capacity.result import assemble, headline, mode_result, rate_text, validity
 from bench.capacity.search import Search, run_search
 from tests.bench.capacity.test_search import model_server
 
@@ -116,3 +116,18 @@ def test_a_worker_step_that_kept_up_below_the_apis_capacity_is_not_a_valid_figur
     capped = assemble(result.model_copy(deep=True), {1: _kept_up(api_ok)}, cores=2, need_rates=[])
     assert not any("lower bound" in n for n in capped.validity.notes)
     assert any("capped the rate" in n for n in capped.validity.info)
+
+
+def test_short_steps_are_named_by_rate_and_whether_they_decide_a_bracket(result: CapacityResult):
+    res = result.model_copy(deep=True)
+    sync = res.modes["sync"]
+    lowest = min(sync.steps, key=lambda s: s.rate)
+    lowest.enough_samples = False
+    text = " ".join(validity(res, cores=2).info)
+    assert f"sync: 1 step(s) had too few samples for a trustworthy p95 ({rate_text(lowest.rate)} req/s: short " \
+           "climbing steps below every bracket, which decide none)" in text  # fmt: skip
+    ok_low = sync.brackets["ok"].low
+    deciding = min(sync.steps, key=lambda s: abs(s.rate - (ok_low or 0)))
+    deciding.enough_samples = False
+    text = " ".join(validity(res, cores=2).info)
+    assert "sync: 2 step(s) had too few samples" in text and "lengthen --step-duration" in text
