@@ -7,9 +7,11 @@ millisecond. Measured on this machine: sends ~0.6-0.7 ms late at p50 at any rate
 
 What we do instead: a Linux timerfd armed at an absolute CLOCK_REALTIME time (the same clock as time.time()),
 watched by the gevent hub like any socket. Its hrtimer wakes the loop at the requested nanosecond, so the loop
-is woken a little before the arrival (LEAD_S) and the last stretch is a cooperative spin (gevent.sleep(0)
-lets responses be processed meanwhile). Elsewhere (no timerfd) the fallback sleeps to SPIN_FALLBACK_S before
-and spins the rest.
+is woken a little before the arrival (LEAD_S) and the last stretch is a cooperative spin. Each look at the
+clock in the spin goes through one loop iteration (a due timer of the lowest priority): responses that came
+meanwhile are read first. gevent.sleep(0) would not do that: it only queues a callback, and gevent runs the
+callbacks queued meanwhile in the same pass without polling, so a spin by it held every response for up to
+LEAD_S per arrival. Elsewhere (no timerfd) the fallback sleeps to SPIN_FALLBACK_S before and spins the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ LEAD_S: Final = 0.000_1  # the timerfd wakes this early; the rest is spun (about
 # libev runs the watchers ready in one loop iteration highest priority first: a due arrival goes before the
 # responses that became readable at the same time (EV_MAXPRI)
 PRIORITY: Final = 2
+SPIN_PRIORITY: Final = -2  # EV_MINPRI: the spin's next look at the clock comes after every ready watcher
 SPIN_FALLBACK_S: Final = 0.001_5  # without a timerfd: epoll's 1 ms granularity plus margin
 _CLOCK_REALTIME: Final = 0
 _TFD_TIMER_ABSTIME: Final = 1
@@ -66,6 +69,8 @@ class Clock:
                 self._fd = fd
                 self._watcher = get_hub().loop.io(fd, 1, priority=PRIORITY)  # 1 = readable
         self._spec = _Itimerspec()
+        # a 0 s timer starts from the loop's cached time, so it is due at the next iteration: never a wait
+        self._spin = get_hub().loop.timer(0.0, priority=SPIN_PRIORITY)
 
     @property
     def precise(self) -> bool:
@@ -106,11 +111,16 @@ class Clock:
                 break
             self._sleep_until(min(ts - lead, now + check_every_s))
         while time.time() < ts:
-            gevent.sleep(0)  # cooperative spin: the loop still runs every other greenlet between checks
+            self._spin_once()
         return not stopping()
+
+    def _spin_once(self) -> None:
+        """One loop iteration: I/O polled, every greenlet ready run, then back here."""
+        get_hub().wait(self._spin)
 
     def close(self) -> None:
         """Release the timerfd."""
+        self._spin.close()
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
