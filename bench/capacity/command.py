@@ -57,7 +57,7 @@ def _base_run_config(cfg: CapacityConfig, steps_dir: Path) -> RunConfig:
 def _result(session: Session, cap_dir: Path, status: str, extra_notes: list[str]) -> CapacityResult:
     cfg = session.cfg
     modes: dict[str, ModeResult] = {
-        m: mode_result(m, cfg.percentile, s, m in session.job_modes)
+        m: mode_result(m, cfg.percentile, s, m in session.job_modes, _limits_ms())
         for m, s in session.searches.items()
         if s.steps
     }

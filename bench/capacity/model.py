@@ -9,6 +9,10 @@ Everything else is there to explain those numbers.
 Version 2 (issue 23): steps carry `duration_s`, `settle` (the idle state each step started from) and `runs`
 (a marginal step repeated: both run folders, judged on their pooled samples); brackets carry `width` and
 `cut_by`; the result carries `repeat` (null for a single search).
+
+Version 3 (issue 23): modes carry `crossing` {fast, ok}: where the judged percentile crosses each limit,
+interpolated between the bracket's two steps (null: max_rate is the figure); the headline quotes it, and
+repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, else max_rate).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CAPACITY_SCHEMA_VERSION: Final = 2
+CAPACITY_SCHEMA_VERSION: Final = 3
 CAPACITY_FILE: Final = "capacity.json"
 Target = Literal["fast", "ok", "jobs"]
 # what bounds a bracket from above: the server failed there, the generator could not offer that rate, the
@@ -150,9 +154,23 @@ class ModeResult(_Model):
 
     percentile: str
     max_rate: MaxRate = Field(default_factory=MaxRate)
+    crossing: MaxRate = Field(
+        default_factory=MaxRate,
+        description="where the judged percentile crosses each limit, req/s: log-log between the bracket's step "
+        "that held and the one that failed on its latency (null: no such pair; max_rate is the figure)",
+    )
     brackets: dict[str, Bracket] = Field(default_factory=dict)
     jobs: Jobs | None = None
     steps: list[Step] = Field(default_factory=list)
+
+    def quoted(self, target: Literal["fast", "ok"]) -> float | None:
+        """The figure the headline quotes: the crossing where known, else the highest rate that held."""
+        crossing, held = (
+            (self.crossing.fast, self.max_rate.fast)
+            if target == "fast"
+            else (self.crossing.ok, self.max_rate.ok)
+        )
+        return crossing if crossing is not None else held
 
 
 class WorkerPoint(_Model):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Literal
 
 from jinja2 import Environment
 
-from bench.capacity.model import CapacityResult, Step
+from bench.capacity.model import CapacityResult, ModeResult, Step
 from bench.capacity.result import rate_text
 
 CONTEXT = (
@@ -34,6 +35,12 @@ def _step_row(s: Step) -> list[str]:
     return [_rate(s.rate), _rate(s.achieved_rate), length, str(s.requests), _ms(s.p50), _ms(s.p95), _ms(s.p99),
             err, "yes" if s.generator_limited else "", "fast" if s.fast else ("ok" if s.sustainable else "no"),
             jobs, why]  # fmt: skip
+
+
+def _cap(m: ModeResult, target: Literal["fast", "ok"]) -> str:
+    """A capacity cell: the quoted figure, and the highest rate that held when the quote is a crossing."""
+    crossing, held = getattr(m.crossing, target), getattr(m.max_rate, target)
+    return _rate(held) if crossing is None else f"{_rate(crossing)} (held {_rate(held)})"
 
 
 def _repeat_rows(res: CapacityResult) -> list[list[str]]:
@@ -73,7 +80,7 @@ def markdown(res: CapacityResult, plots: dict[str, str]) -> str:
         limits = ", ".join(f"{t}: {b.limited_by}" for t, b in m.brackets.items())
         if m.jobs:
             limits += f", jobs: {m.jobs.bracket.limited_by}"
-        out.append(f"| {mode} | {_rate(m.max_rate.fast)} | {_rate(m.max_rate.ok)} | {jobs} | {limits} |")
+        out.append(f"| {mode} | {_cap(m, 'fast')} | {_cap(m, 'ok')} | {jobs} | {limits} |")
     if res.workers:
         out += ["", "## Workers' job capacity", "", "| workers | jobs/s | offered req/s | machine CPU |",
                 "|---:|---:|---:|---:|"]  # fmt: skip
@@ -118,8 +125,8 @@ td.n{text-align:right}.head{font-size:1.25em;font-weight:600}.ctx{color:#666;fon
 <h2>Capacity per mode</h2>
 <table><tr><th>mode</th><th>fast (≤ {{ fast_ms }} ms)</th><th>ok (≤ {{ slow_ms }} ms)</th><th>jobs</th>
 <th>limited by</th></tr>
-{% for mode, m in res.modes.items() %}<tr><td>{{ mode }}</td><td class="n">{{ rate(m.max_rate.fast) }}</td>
-<td class="n">{{ rate(m.max_rate.ok) }}</td><td class="n">{{ rate(m.jobs.max_rate) if m.jobs else "" }}</td>
+{% for mode, m in res.modes.items() %}<tr><td>{{ mode }}</td><td class="n">{{ cap(m, "fast") }}</td>
+<td class="n">{{ cap(m, "ok") }}</td><td class="n">{{ rate(m.jobs.max_rate) if m.jobs else "" }}</td>
 <td>{% for t, b in m.brackets.items() %}{{ t }}: {{ b.limited_by }} {% endfor %}
 {% if m.jobs %}jobs: {{ m.jobs.bracket.limited_by }}{% endif %}</td></tr>{% endfor %}</table>
 {% if res.workers %}<h2>Workers' job capacity</h2><table><tr><th>workers</th><th>jobs/s</th><th>offered</th>
@@ -153,7 +160,7 @@ def html(res: CapacityResult, plots: dict[str, Path], fast_ms: float, slow_ms: f
     images = {name: base64.b64encode(p.read_bytes()).decode() for name, p in plots.items() if p.exists()}
     template = Environment(autoescape=True).from_string(_HTML)
     return template.render(
-        res=res, images=images, context=CONTEXT, columns=STEP_COLUMNS, row=_step_row, rate=_rate,
+        res=res, images=images, context=CONTEXT, columns=STEP_COLUMNS, row=_step_row, rate=_rate, cap=_cap,
         fast_ms=f"{fast_ms:g}", slow_ms=f"{slow_ms:g}", repeat_columns=REPEAT_COLUMNS,
         repeat_rows=_repeat_rows(res),
     )  # fmt: skip

@@ -9,11 +9,12 @@ from bench.capacity.result import rate_text
 
 
 def figures(res: CapacityResult) -> dict[str, float | None]:
-    """The quoted figures of one search: <mode>.fast, <mode>.ok (req/s), <mode>.jobs and workers.<n> (jobs/s)."""
+    """The quoted figures of one search: <mode>.fast, <mode>.ok (req/s: the crossing where known, else the
+    highest rate that held), <mode>.jobs and workers.<n> (jobs/s)."""
     out: dict[str, float | None] = {}
     for mode, m in res.modes.items():
-        out[f"{mode}.fast"] = m.max_rate.fast
-        out[f"{mode}.ok"] = m.max_rate.ok
+        out[f"{mode}.fast"] = m.quoted("fast")
+        out[f"{mode}.ok"] = m.quoted("ok")
         if m.jobs is not None:
             out[f"{mode}.jobs"] = m.jobs.max_rate
     for n, w in res.workers.items():

@@ -27,26 +27,41 @@ def rate_text(rate: float) -> str:
     return f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
 
 
-def mode_result(mode: str, percentile: str, search: Search, offload_like: bool) -> ModeResult:
-    """One mode's result from its search."""
+def mode_result(
+    mode: str,
+    percentile: str,
+    search: Search,
+    offload_like: bool,
+    limits_ms: tuple[float, float] = (100.0, 1000.0),
+) -> ModeResult:
+    """One mode's result from its search; limits_ms: (fast, ok) thresholds its steps were judged by."""
     b = search.brackets()
     jobs = Jobs(max_rate=b["jobs"].low, bracket=b["jobs"]) if offload_like and "jobs" in b else None
+    fast_ms, slow_ms = limits_ms
     return ModeResult(
         percentile=percentile,
         max_rate=MaxRate(fast=b["fast"].low, ok=b["ok"].low),
+        crossing=MaxRate(fast=search.crossing("fast", fast_ms), ok=search.crossing("ok", slow_ms)),
         brackets={k: v for k, v in b.items() if k != "jobs"},
         jobs=jobs,
         steps=list(search.steps),
     )
 
 
-def _holds(mode: str, target: str, limit_ms: float, pct: str, b: Bracket, who: str) -> str:
+def _holds(
+    mode: str, target: str, limit_ms: float, pct: str, b: Bracket, who: str, crossing: float | None = None
+) -> str:
     if b.low is None:
         if b.limited_by == "generator":
             return f"{who} could not be judged at {target} (the load generator fell behind: add --processes)"
         return f"{who} does not hold {limit_ms:,.0f} ms ({pct}) at any rate tried"
     text = f"{who} holds {limit_ms:,.0f} ms ({pct}) up to {rate_text(b.low)} req/s"
-    if b.limited_by == "generator":
+    if crossing is not None and b.high is not None:
+        text = (
+            f"{who} holds {limit_ms:,.0f} ms ({pct}) up to {rate_text(crossing)} req/s (where its {pct} crosses "
+            f"{limit_ms:,.0f} ms between the steps at {rate_text(b.low)}, which held, and {rate_text(b.high)})"
+        )
+    elif b.limited_by == "generator":
         text = text.replace(" up to ", " up to at least ") + " (generator-limited: add --processes)"
     elif b.limited_by == "range":
         why = "the top of --max-rate" if b.complete else "--max-steps ended the search"
@@ -61,9 +76,9 @@ def headline(res: CapacityResult, fast_ms: float, slow_ms: float) -> list[str]:
         who = f"{mode}'s API" if m.jobs is not None else mode
         fast, ok = m.brackets.get("fast"), m.brackets.get("ok")
         if fast is not None and fast.low is not None:
-            lines.append(_holds(mode, "fast", fast_ms, m.percentile, fast, who))
+            lines.append(_holds(mode, "fast", fast_ms, m.percentile, fast, who, m.crossing.fast))
         elif ok is not None:
-            lines.append(_holds(mode, "ok", slow_ms, m.percentile, ok, who))
+            lines.append(_holds(mode, "ok", slow_ms, m.percentile, ok, who, m.crossing.ok))
         if m.jobs is not None and m.jobs.max_rate is not None:
             if m.jobs.basis == "workers" and res.workers:
                 n = min(int(k) for k in res.workers)

@@ -197,6 +197,33 @@ class Search:
         )
         return ratios[len(ratios) // 2] if ratios else 1.0
 
+    def crossing(self, name: str, limit_ms: float) -> float | None:
+        """Where the judged percentile crosses limit_ms inside the target's bracket: log-log between the step
+        at its low end (held) and the step at its top when that one failed on its latency (scaled like the
+        bracket). A pass/fail flip of one step at a shared machine's knee moves the bracket's low end by a
+        whole bisection (sync "ok" 17 vs 22 req/s in two default searches); the crossing moves with the
+        percentiles. On a knee (p95 convex in the rate) the chord crosses before the curve: it errs low.
+        None: no such pair (the top failed on errors or a growing queue, or the generator bounds it)."""
+        t = self._t[name]
+        low, top = t.low, t.ceiling
+        if low is None or top is None or top not in t.fails or top <= low:
+            return None
+        held = self._last(low, name, "pass")
+        broke = self._last(top, name, "fail")
+        if held is None or broke is None or broke.generator_limited:
+            return None
+        lo_ms, hi_ms = held.percentile_ms, broke.percentile_ms
+        if lo_ms is None or hi_ms is None or not 0 < lo_ms <= limit_ms < hi_ms:
+            return None
+        frac = math.log(limit_ms / lo_ms) / math.log(hi_ms / lo_ms)
+        return float(low * (top / low) ** frac * self.got_per_asked())
+
+    def _last(self, rate: float, name: str, outcome: str) -> Step | None:
+        """The last step at rate with this outcome for the target."""
+        return next(
+            (s for s in reversed(self.steps) if s.rate == rate and s.verdicts.get(name) == outcome), None
+        )
+
     def brackets(self) -> dict[str, Bracket]:
         """Each target's bracket, what bounds it from above, and whether it is narrow enough."""
         out = {}

@@ -40,6 +40,9 @@ def test_contract_keys_and_capacities(result: CapacityResult, tmp_path: Path):
     sync, offload = data["modes"]["sync"], data["modes"]["offload"]
     assert sync["max_rate"]["fast"] is None  # not sustainable at 100 ms anywhere in the range
     assert 31 / 1.1 <= sync["max_rate"]["ok"] <= 31
+    # the quoted figure: where the p95 crosses 1,000 ms between the bracket's steps (500 ms held, 5,000 did not)
+    assert sync["max_rate"]["ok"] < sync["crossing"]["ok"] < sync["brackets"]["ok"]["high"]
+    assert sync["crossing"]["fast"] is None and data["schema_version"] == 3
     assert 1900 / 1.1 <= offload["max_rate"]["fast"] <= 1900
     assert 30 / 1.1 <= offload["jobs"]["max_rate"] <= 31
     for step in sync["steps"] + offload["steps"]:
@@ -61,7 +64,8 @@ def test_committed_schema_matches_the_model_and_validates_the_output(result: Cap
 
 def test_headline_says_where_each_mode_breaks_and_how_many_workers(result: CapacityResult):
     text = " ".join(result.headline)
-    assert re.search(r"sync holds 1,000 ms \(p95\) up to \d+ req/s", text)
+    assert re.search(r"sync holds 1,000 ms \(p95\) up to \d+ req/s \(where its p95 crosses 1,000 ms between the "
+                     r"steps at \d+, which held, and \d+\)", text)  # fmt: skip
     assert re.search(r"offload's API holds 100 ms \(p95\) up to 1,\d{3} req/s", text)
     assert re.search(r"one worker completes 30 jobs/s, 2 workers 50 \(USL sigma 0\.20, kappa 0\.000\): "
                      r"at 100 req/s you need 8 workers", text)  # fmt: skip
@@ -98,6 +102,8 @@ def test_html_is_self_contained_and_plots_are_drawn(result: CapacityResult, tmp_
     assert "offload&#39;s API holds 100 ms" in page
     md = paths["md"].read_text()
     assert "![latency](plots/latency_vs_rate.png)" in md and "| sync |" in md
+    ok = result.modes["sync"]
+    assert f"| sync | - | {rate_text(ok.quoted('ok') or 0)} (held {rate_text(ok.max_rate.ok or 0)}) |" in md
 
 
 def _kept_up(rate: float) -> WorkerPoint:

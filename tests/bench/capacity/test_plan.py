@@ -108,6 +108,9 @@ def _result(fast: float | None, ok: float, jobs: float) -> CapacityResult:
 def test_repeat_reports_each_figures_median_and_spread():
     results = [_result(None, 20.0, 30.0), _result(None, 22.0, 33.0), _result(None, 18.0, 36.0)]
     assert figures(results[0]) == {"sync.fast": None, "sync.ok": 20.0, "workers.1": 30.0}
+    crossed = _result(None, 20.0, 30.0)
+    crossed.modes["sync"].crossing = MaxRate(ok=21.5)  # the quoted figure: the crossing where there is one
+    assert figures(crossed)["sync.ok"] == 21.5
     rep = aggregate(results, ["a", "b", "c"])
     assert rep.n == 3 and rep.searches == ["a", "b", "c"] and rep.wall_s == [300.0] * 3
     ok = rep.figures["sync.ok"]

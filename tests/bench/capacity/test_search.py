@@ -183,3 +183,34 @@ def test_a_failure_a_higher_rate_contradicts_is_looked_at_again_once_and_judged_
     # a failure that stays a failure on the repeat is not run a third time
     search.replace(again, judge(_inflight_step(2153.0, 10000, 120.0, 0.0), LIM, offload_like=False))
     assert search.contradicted() is None and search.brackets()["fast"].high == 2153.0
+
+
+def _knee(rate: float, p95: float) -> Step:
+    return judge(_inflight_step(rate, 1000, p95 / 1.3, 0.0), LIM, offload_like=False)
+
+
+def test_the_quoted_figure_is_where_the_percentile_crosses_the_limit_not_where_a_step_flipped():
+    # two default sync searches on one machine: the step at 20 req/s held 1,000 ms (p95) in one and not in the
+    # other; their brackets' low ends, 20 and 17.2 req/s, were 1.16x apart, the crossings are not
+    held = Search(10.0, 100.0, precision=1.2)
+    for rate, p95 in ((10.0, 700.0), (20.0, 990.0), (23.0, 1300.0)):
+        held.record(_knee(rate, p95))
+    flipped = Search(10.0, 100.0, precision=1.2)
+    for rate, p95 in ((10.0, 700.0), (17.2, 900.0), (20.0, 1010.0)):
+        flipped.record(_knee(rate, p95))
+    assert [s.brackets()["ok"].low for s in (held, flipped)] == [20.0, 17.2]
+    a, b = held.crossing("ok", 1000.0), flipped.crossing("ok", 1000.0)
+    assert a is not None and b is not None and max(a, b) / min(a, b) < 1.03
+    assert 20.0 <= a < 23.0 and 17.2 <= b < 20.0
+    # log-log: log(rate) goes as far from 17.2 to 20 as log(p95) goes from 900 ms to 1,000 of 1,010
+    assert b == pytest.approx(17.2 * (20.0 / 17.2) ** (math.log(1000 / 900) / math.log(1010 / 900)))
+
+
+def test_no_crossing_when_the_top_failed_on_something_else_than_its_latency():
+    search = Search(10.0, 100.0, precision=1.2)
+    search.record(_knee(10.0, 700.0))
+    search.record(judge(_inflight_step(20.0, 1000, 600.0 / 1.3, 0.0).model_copy(update={"error_rate": 0.05}),
+                        LIM, offload_like=False))  # fmt: skip
+    assert search.brackets()["ok"].high is not None and search.crossing("ok", 1000.0) is None
+    # nor when nothing failed yet (the range's top or the generator bounds it)
+    assert Search(10.0, 100.0).crossing("ok", 1000.0) is None
