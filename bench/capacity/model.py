@@ -12,7 +12,8 @@ Version 2 (issue 23): steps carry `duration_s`, `settle` (the idle state each st
 
 Version 3 (issue 23): modes carry `crossing` {fast, ok}: where the judged percentile crosses each limit,
 interpolated between the bracket's two steps (null: max_rate is the figure); the headline quotes it, and
-repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, else max_rate).
+repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, else max_rate); steps carry
+`other_cores` (the CPU other processes used meanwhile: a busy machine is a validity note).
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ class Step(_Model):
     )
     workers: int | None = None
     machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
+    other_cores: float | None = Field(
+        None,
+        description="cores used by processes outside this command during the step (another job on the machine; "
+        "beyond 0.35 the step's figures are not only the server's and the search is not valid)",
+    )
     generator_limited: bool = False
     sustainable: bool = Field(False, description="holds the 'ok' target (and every other check)")
     fast: bool = Field(False, description="holds the 'fast' target (and every other check)")

@@ -119,6 +119,9 @@ def combine(first: Step, second: Step, pooled: Pooled | None) -> Step:
             "jobs_lost": (first.jobs_lost or 0) + (second.jobs_lost or 0)
             if first.jobs_lost is not None or second.jobs_lost is not None
             else None,
+            "other_cores": max(o)
+            if (o := [x for x in (first.other_cores, second.other_cores) if x is not None])
+            else None,
             "settle": first.settle,
             "marginal": first.marginal,
             "runs": [r for r in (first.run_dir, second.run_dir) if r],

@@ -15,6 +15,7 @@ from bench.capacity.model import (
     Validity,
     WorkerPoint,
 )
+from bench.capacity.runner import OTHER_CORES_MAX
 from bench.capacity.search import SAME_RATE, Search, placed
 from bench.capacity.usl import fit, with_needs
 
@@ -328,6 +329,28 @@ def validity(res: CapacityResult, cores: int | None) -> Validity:
                 f"{n} worker(s) on {cores} cores shared with the API, Redis and the load generator: the cores, "
                 "not the worker, are the likely limit"
             )
+    shared = _busy_machine(res)
+    if shared:
+        notes.append(shared)
     if res.usl is not None and res.usl.note:
         info.append(f"USL: {res.usl.note}")
     return Validity(valid=not notes, notes=notes, info=info)
+
+
+def _busy_machine(res: CapacityResult) -> str:
+    """A note naming the steps during which processes outside this command used the cores ('' if none did):
+    their figures are that other work's as much as the server's (a pip install beside a worker step made one
+    worker complete 23 jobs/s against 28-30 in the searches before it, all cores 99 % busy at 84 req/s)."""
+    steps = [(mode, s) for mode, m in res.modes.items() for s in m.steps]
+    steps += [(f"{n} worker(s)", w.step) for n, w in res.workers.items() if w.step is not None]
+    busy = [(who, s) for who, s in steps if (s.other_cores or 0.0) > OTHER_CORES_MAX]
+    if not busy:
+        return ""
+    worst = max(s.other_cores or 0.0 for _, s in busy)
+    where = ", ".join(f"{who} {rate_text(s.rate)} req/s" for who, s in busy[:6]) + (
+        ", …" if len(busy) > 6 else ""
+    )
+    return (
+        f"the machine was busy: processes outside this command used up to {worst:.2f} cores during "
+        f"{len(busy)} step(s) ({where}); run again on a quiet machine"
+    )

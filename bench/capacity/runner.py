@@ -4,10 +4,12 @@ themselves run back to back against one stack: stackrun.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import psutil
 
@@ -20,18 +22,54 @@ class StepFailed(Exception):
     """A step's run did not complete (stack or Locust failed); the message is one line."""
 
 
+# processes outside this command using more than this many cores during a step: the machine was busy, and the
+# step's figures are the other work's as much as the server's (benchmarks/_machine.py holds benchmarks to it)
+OTHER_CORES_MAX: Final = 0.35
+
+
+def tree_cpu_s(root: int) -> dict[int, float]:
+    """CPU seconds (user + system, reaped children included) of root and its descendants, by pid."""
+    out: dict[int, float] = {}
+    try:
+        top = psutil.Process(root)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            out[proc.pid] = t.user + t.system + t.children_user + t.children_system
+    return out
+
+
+def _busy_s(t: Any) -> float:
+    """CPU seconds the cores were busy (idle, iowait and steal excluded; interrupts too: our own loopback
+    traffic's softirq is charged to no process)."""
+    skip = {"idle", "iowait", "steal", "guest", "guest_nice", "irq", "softirq"}
+    return float(sum(v for k, v in t._asdict().items() if k not in skip))
+
+
 @dataclass
 class CpuSampler:
-    """All cores' busy share about once a second, in a thread (psutil, the machine as a whole)."""
+    """About once a second, in a thread (psutil): all cores' busy share, and the cores that processes outside
+    this command's process tree used (another job on the machine: the step's figures are not the server's)."""
 
     period_s: float = 1.0
-    samples: list[tuple[float, float]] = field(default_factory=list)
+    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (ts, busy %, other cores)
+    root: int = field(default_factory=os.getpid)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _loop(self) -> None:
         psutil.cpu_percent(None)
+        times, ours = psutil.cpu_times(), tree_cpu_s(self.root)
+        last = time.monotonic()
         while not self._stop.wait(self.period_s):
-            self.samples.append((time.time(), psutil.cpu_percent(None)))
+            busy = psutil.cpu_percent(None)
+            times_b, ours_b, now = psutil.cpu_times(), tree_cpu_s(self.root), time.monotonic()
+            mine = sum(ours_b[p] - ours[p] for p in ours_b if p in ours)
+            other = max(0.0, (_busy_s(times_b) - _busy_s(times) - mine) / max(now - last, 1e-6))
+            self.samples.append((time.time(), busy, other))
+            times, ours, last = times_b, ours_b, now
 
     @contextlib.contextmanager
     def running(self) -> Iterator[CpuSampler]:
@@ -46,5 +84,10 @@ class CpuSampler:
 
     def mean(self, t0: float, t1: float) -> float | None:
         """Mean busy % of the samples taken in [t0, t1]."""
-        inside = [p for ts, p in self.samples if t0 <= ts <= t1]
+        inside = [p for ts, p, _ in self.samples if t0 <= ts <= t1]
+        return sum(inside) / len(inside) if inside else None
+
+    def other_cores(self, t0: float, t1: float) -> float | None:
+        """Mean cores used by processes outside this command in [t0, t1]."""
+        inside = [o for ts, _, o in self.samples if t0 <= ts <= t1]
         return sum(inside) / len(inside) if inside else None

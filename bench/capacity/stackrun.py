@@ -252,8 +252,10 @@ class StepStack:
         step, self.limits = read_step(run_dir, mode, rate, percentile)
         window = window_of(run_dir, mode)
         cpu = sampler.mean(*window) if window is not None else None
+        other = sampler.other_cores(*window) if window is not None else None
         step = step.model_copy(update={
             "workers": self.n_workers if base.host is None else None, "machine_cpu_percent": cpu,
+            "other_cores": None if other is None else round(other, 3),
             "duration_s": duration_s, "settle": settle,
         })  # fmt: skip
         return judge(step, self.limits, offload_like)
