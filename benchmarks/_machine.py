@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from bench.capacity.runner import tree_cpu_s  # the capacity search reads the same
+
 OTHER_CORES_MAX = 0.35  # other processes' CPU, in cores, above which the machine is busy
 STEAL_MAX = 0.10  # share of CPU time stolen by the hypervisor
 WINDOW_S = 1.0
@@ -43,29 +45,12 @@ class Reading:
         )
 
 
-def _tree_cpu(root: int) -> dict[int, float]:
-    """CPU seconds (user + system, children reaped included) of root and its descendants, by pid."""
-    out: dict[int, float] = {}
-    try:
-        top = psutil.Process(root)
-        procs = [top, *top.children(recursive=True)]
-    except psutil.Error:
-        return out
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-            out[proc.pid] = t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            continue
-    return out
-
-
 def read(window_s: float = WINDOW_S, root: int | None = None) -> Reading:
     """What the machine's cores did over window_s, with this process's tree (root) counted apart."""
     root = os.getpid() if root is None else root
-    a, ours_a = psutil.cpu_times(), _tree_cpu(root)
+    a, ours_a = psutil.cpu_times(), tree_cpu_s(root)
     time.sleep(window_s)
-    b, ours_b = psutil.cpu_times(), _tree_cpu(root)
+    b, ours_b = psutil.cpu_times(), tree_cpu_s(root)
     delta = {f: getattr(b, f) - getattr(a, f) for f in a._fields}
     # guest time is already in user time on Linux
     total = sum(v for k, v in delta.items() if k not in ("guest", "guest_nice")) or 1e-9
