@@ -39,8 +39,8 @@ def _step_row(s: Step) -> list[str]:
 
 def _cap(m: ModeResult, target: Literal["fast", "ok"]) -> str:
     """A capacity cell: the quoted figure, and the highest rate that held when the quote is a crossing."""
-    crossing, held = getattr(m.crossing, target), getattr(m.max_rate, target)
-    return _rate(held) if crossing is None else f"{_rate(crossing)} (held {_rate(held)})"
+    held, quoted = getattr(m.max_rate, target), m.quoted(target)
+    return _rate(held) if quoted == held else f"{_rate(quoted)} (held {_rate(held)})"
 
 
 def _repeat_rows(res: CapacityResult) -> list[list[str]]:

@@ -18,6 +18,7 @@ from bench.capacity.model import (
 from bench.capacity.runner import OTHER_CORES_MAX
 from bench.capacity.search import SAME_RATE, Search, placed
 from bench.capacity.usl import fit, with_needs
+from bench.capacity.verdict import Limits
 
 MACHINE_BUSY_PERCENT = 90.0  # all cores this busy during a worker step: the machine, not the worker, limits
 CROSS_CHECK = 1.15  # a search step contradicting the saturated job rate by more than this is worth a note
@@ -33,7 +34,7 @@ def mode_result(
     percentile: str,
     search: Search,
     offload_like: bool,
-    limits_ms: tuple[float, float] = (100.0, 1000.0),
+    limits_ms: tuple[float, float] = (Limits.fast_ms, Limits.slow_ms),
 ) -> ModeResult:
     """One mode's result from its search; limits_ms: (fast, ok) thresholds its steps were judged by."""
     b = search.brackets()
@@ -56,11 +57,12 @@ def _holds(
         if b.limited_by == "generator":
             return f"{who} could not be judged at {target} (the load generator fell behind: add --processes)"
         return f"{who} does not hold {limit_ms:,.0f} ms ({pct}) at any rate tried"
-    text = f"{who} holds {limit_ms:,.0f} ms ({pct}) up to {rate_text(b.low)} req/s"
+    quoted = b.low if crossing is None else crossing
+    text = f"{who} holds {limit_ms:,.0f} ms ({pct}) up to {rate_text(quoted)} req/s"
     if crossing is not None and b.high is not None:
-        text = (
-            f"{who} holds {limit_ms:,.0f} ms ({pct}) up to {rate_text(crossing)} req/s (where its {pct} crosses "
-            f"{limit_ms:,.0f} ms between the steps at {rate_text(b.low)}, which held, and {rate_text(b.high)})"
+        text += (
+            f" (where its {pct} crosses {limit_ms:,.0f} ms between the steps at {rate_text(b.low)}, which held, "
+            f"and {rate_text(b.high)})"
         )
     elif b.limited_by == "generator":
         text = text.replace(" up to ", " up to at least ") + " (generator-limited: add --processes)"
