@@ -1,6 +1,6 @@
 """Shared fixtures: a real Redis server on a free loopback port (no fakeredis anywhere).
 
-The suite runs on pytest-xdist workers (`-n 3`, pyproject.toml): most tests wait on process start-up and
+The suite runs on pytest-xdist workers (`-n 4`, pyproject.toml): most tests wait on process start-up and
 sleeps, not on the CPU. Every fixture here is per worker (its own Redis, its own tmp dirs, free ports).
 Tests that drive a load at a high rate or judge the load generator's timing (LOAD_TESTS) never run two at
 once: each holds one file lock shared by the run's workers, and they are collected first, so xdist hands
@@ -9,7 +9,7 @@ Tests that judge a rate the server holds to within 15 % (ALONE_TESTS) need the m
 other workers' fault runs made a capacity step's generator late (1 suite run in 2). Every test holds the
 machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them),
 one after the other without letting go in between (each release let the other workers start a test, and the
-next alone test waited for it: up to 28 s of three workers' time per release).
+next alone test waited for it: up to 28 s of the other workers' time per release).
 Where they run (_order): the first worker runs the loads, then the alone tests, so the other workers are busy
 with the rest meanwhile; the long test (the fresh-venv action run, ~100 s) opens the second worker's first
 chunk, so it is over before the alone tests start and it does not lengthen the first worker's chain.
