@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -22,16 +22,17 @@ from rich.progress import (
 
 from bench.capacity.config import CapacityConfig, CapacityConfigError, make_config, parse_workers
 from bench.capacity.model import CapacityResult, ModeResult
-from bench.capacity.render import write_outputs
-from bench.capacity.repeat import aggregate, repeat_lines
-from bench.capacity.result import assemble, headline, mode_result
 from bench.capacity.runner import StepFailed, StepInterrupted
-from bench.capacity.session import Session
-from bench.capacity.stackrun import build_reports
 from bench.errors import UsageError, interrupt_on_sigterm
 from bench.run.command import preflight
 from bench.run.config import ConfigError, RunConfig, job_modes, load_config, parse_duration_s
 from runfolder.rundir import new_run_id, run_metadata
+
+if TYPE_CHECKING:
+    from bench.capacity.session import Session
+
+# the search, its results and reports need numpy, pandas and matplotlib (~1-2 s of imports): imported where a
+# search runs, so `offload-bench --help`, gate, baseline, dlq and report start without them
 
 console = Console(stderr=True, soft_wrap=True)
 # a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled (and the
@@ -55,6 +56,8 @@ def _base_run_config(cfg: CapacityConfig, steps_dir: Path) -> RunConfig:
 
 
 def _result(session: Session, cap_dir: Path, status: str, extra_notes: list[str]) -> CapacityResult:
+    from bench.capacity.result import assemble, headline, mode_result
+
     cfg = session.cfg
     modes: dict[str, ModeResult] = {
         m: mode_result(m, cfg.percentile, s, m in session.job_modes, _limits_ms())
@@ -94,6 +97,10 @@ def _one_search(
     cfg: CapacityConfig, base: RunConfig, out_dir: Path, progress: Progress, jobs_side: set[str]
 ) -> tuple[CapacityResult, int]:
     """One whole search into out_dir: (its result, written; exit code)."""
+    from bench.capacity.render import write_outputs
+    from bench.capacity.session import Session
+    from bench.capacity.stackrun import build_reports
+
     session = Session(cfg, base, out_dir, progress, console)
     session.job_modes = jobs_side
     status, code, notes = "complete", 0, []
@@ -195,6 +202,9 @@ def capacity_command(
                 break
     res = results[0]
     if cfg.repeat > 1:
+        from bench.capacity.render import write_outputs
+        from bench.capacity.repeat import aggregate, repeat_lines
+
         rep = aggregate(results, [str(f) for f in folders])
         notes = [f"search {k + 1}: {n}" for k, r in enumerate(results) for n in r.validity.notes]
         validity = res.validity.model_copy(update={"notes": notes, "valid": not notes and code == 0})
