@@ -14,6 +14,10 @@ Version 3 (issue 23): modes carry `crossing` {fast, ok}: where the judged percen
 interpolated between the bracket's two steps (null: max_rate is the figure); the headline quotes it, and
 repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, else max_rate); steps carry
 `other_cores` (the CPU other processes used meanwhile: a busy machine is a validity note).
+
+Version 4 (issue 23): steps carry `workers_nice`, the workers' CPU priority during the step: a mode's search
+runs them at nice 19, so the API's figures are the API's and not the share a worker draining its backlog left
+it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker steps run them at 0.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CAPACITY_SCHEMA_VERSION: Final = 3
+CAPACITY_SCHEMA_VERSION: Final = 4
 CAPACITY_FILE: Final = "capacity.json"
 Target = Literal["fast", "ok", "jobs"]
 # what bounds a bracket from above: the server failed there, the generator could not offer that rate, the
@@ -102,6 +106,11 @@ class Step(_Model):
         description="jobs completed per second after the start-up (the workers' rate when backlog_growing)",
     )
     workers: int | None = None
+    workers_nice: int | None = Field(
+        None,
+        description="the workers' nice value during the step (19 in a mode's search: they take only the CPU the "
+        "API, Redis and the generator leave; 0 in the worker steps; null: no workers started here)",
+    )
     machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
     other_cores: float | None = Field(
         None,

@@ -15,6 +15,17 @@ CONTEXT = (
     "One machine shared by the load generator, the API, Redis and the workers: read capacities as ratios "
     "between modes measured side by side, not as what dedicated servers would do."
 )
+NICE_CONTEXT = (
+    " While a mode's search measured the API, its workers ran at the lowest CPU priority (nice {nice}): they took"
+    " only the CPU the API, Redis and the generator left, as workers on their own machines would take none. The"
+    " worker steps ran them at normal priority."
+)
+
+
+def context(res: CapacityResult) -> str:
+    """The report's reading note; it says so when a search ran its workers at a lowered priority."""
+    nice = [s.workers_nice for m in res.modes.values() for s in m.steps if s.workers_nice]
+    return CONTEXT + (NICE_CONTEXT.format(nice=max(nice)) if nice else "")
 
 
 def _ms(value: float | None) -> str:
@@ -72,7 +83,14 @@ STEP_COLUMNS = [
 
 def markdown(res: CapacityResult, plots: dict[str, str]) -> str:
     """capacity.md: headline, capacities, workers and USL, steps per mode, validity, plots."""
-    out = [f"# Capacity: {res.id}", "", *[f"**{line}.**  " for line in res.headline], "", f"_{CONTEXT}_", ""]
+    out = [
+        f"# Capacity: {res.id}",
+        "",
+        *[f"**{line}.**  " for line in res.headline],
+        "",
+        f"_{context(res)}_",
+        "",
+    ]
     out += ["## Capacity per mode", "", "| mode | fast (≤ 100 ms) | ok (≤ 1000 ms) | jobs | limited by |",
             "|---|---:|---:|---:|---|"]  # fmt: skip
     for mode, m in res.modes.items():
@@ -160,7 +178,7 @@ def html(res: CapacityResult, plots: dict[str, Path], fast_ms: float, slow_ms: f
     images = {name: base64.b64encode(p.read_bytes()).decode() for name, p in plots.items() if p.exists()}
     template = Environment(autoescape=True).from_string(_HTML)
     return template.render(
-        res=res, images=images, context=CONTEXT, columns=STEP_COLUMNS, row=_step_row, rate=_rate, cap=_cap,
+        res=res, images=images, context=context(res), columns=STEP_COLUMNS, row=_step_row, rate=_rate, cap=_cap,
         fast_ms=f"{fast_ms:g}", slow_ms=f"{slow_ms:g}", repeat_columns=REPEAT_COLUMNS,
         repeat_rows=_repeat_rows(res),
     )  # fmt: skip

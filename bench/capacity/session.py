@@ -42,6 +42,11 @@ REPORT_S: Final = 0.5  # one step's report (plots, html) after the search (measu
 # the longest a settle waits for the previous step's requests and jobs before the stack is restarted
 SETTLE_S: Final = 20.0
 SAFETY_S: Final = 10.0
+# the workers' nice value while a mode's search measures the API: a worker draining a backlog that grows at
+# hundreds of jobs/s took a chaotic share of the 2 cores (the same rate gave p95 3,864 ms, then 218 ms; offload's
+# 100 ms capacity moved 1.3-1.4x between searches). At 19 it takes only the CPU the API, Redis and the generator
+# leave, as a worker on its own machine would take none; the worker steps measure it at 0.
+SEARCH_WORKER_NICE: Final = 19
 
 
 def _bracket_text(search: Search) -> str:
@@ -136,7 +141,10 @@ class Session:
         jobs = mode in self.job_modes
         self.current = mode
         task = self.progress.add_task(f"{mode:>7}: starting", total=cfg.max_steps)
-        with StepStack(self.base, min(cfg.workers), self.cap_dir / "stacks" / stack_name, SETTLE_S) as stack:
+        stacks = self.cap_dir / "stacks" / stack_name
+        with StepStack(
+            self.base, min(cfg.workers), stacks, SETTLE_S, worker_nice=SEARCH_WORKER_NICE
+        ) as stack:
             while (rate := search.next_rate()) is not None:
                 duration = self.step_seconds(rate, search.climbing())
                 if time.monotonic() + duration + STEP_OVERHEAD_S > mode_deadline and search.steps:

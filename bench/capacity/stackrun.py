@@ -64,8 +64,10 @@ class StepStack:
         log_dir: Path,
         settle_s: float,
         restart_after_s: float = RESTART_AFTER_S,
+        worker_nice: int = 0,
     ) -> None:
         self.base, self.n_workers, self.log_dir, self.settle_s = base, workers, log_dir, settle_s
+        self.worker_nice = worker_nice
         self.restart_after_s = restart_after_s
         self.target, self.target_file = target_of(base)
         self.stack: Stack | None = None
@@ -91,6 +93,7 @@ class StepStack:
         self.stack = Stack(
             log_dir, target=self.target, target_dir=self.target_file.parent, workers=self.n_workers,
             work=self.base.work, redis_url=self.base.redis_url, api_port=self.base.port, redis_dir=None,
+            worker_nice=self.worker_nice,
         )  # fmt: skip
         try:
             self.stack.start()
@@ -255,6 +258,7 @@ class StepStack:
         other = sampler.other_cores(*window) if window is not None else None
         step = step.model_copy(update={
             "workers": self.n_workers if base.host is None else None, "machine_cpu_percent": cpu,
+            "workers_nice": self.worker_nice if self.stack is not None and self.stack.n_workers else None,
             "other_cores": None if other is None else round(other, 3),
             "duration_s": duration_s, "settle": settle,
         })  # fmt: skip

@@ -92,6 +92,7 @@ class Stack:
         api_port: int = 0,
         extra_env: dict[str, str] | None = None,
         redis_dir: Path | None = None,
+        worker_nice: int = 0,
     ) -> None:
         if target is None:
             target, file = load_target(None)
@@ -109,6 +110,9 @@ class Stack:
         self.api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
         self._worker_seq = 0
+        # the workers' CPU priority (nice; 0: the default): a capacity search lowers it while it measures the
+        # API, so a worker draining a backlog takes only the CPU the API, Redis and the generator leave
+        self.worker_nice = worker_nice
         self._url: str | None = None
 
     @property
@@ -147,10 +151,12 @@ class Stack:
         env.update({k: ph.expand(v, values) for k, v in self.target.service.env.items()})
         return env
 
-    def _shell(self, name: str, command: str, scope: str = "group") -> ShellProcess:
+    def _shell(self, name: str, command: str, scope: str = "group", nice: int = 0) -> ShellProcess:
         cmd = ph.expand(command, self.values())
         log = self.log_dir / f"{name}.log"
-        proc = ShellProcess(name, shell_argv(cmd), self.env(), log, self.target_dir, scope=scope)
+        # POSIX nice(1) execs the shell: the same pid, and every process the command forks inherits the value
+        argv = ["nice", "-n", str(nice), *shell_argv(cmd)] if nice else shell_argv(cmd)
+        proc = ShellProcess(name, argv, self.env(), log, self.target_dir, scope=scope)
         proc.start()
         return proc
 
@@ -190,7 +196,7 @@ class Stack:
             raise StackError("the target has no worker command")
         self._worker_seq += 1
         scope = WORKER_SIGNAL_SCOPE.get(self.target.jobs.tracker, "group")
-        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker, scope)
+        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker, scope, self.worker_nice)
         self.workers.append(proc)
         return proc
 

@@ -42,7 +42,7 @@ def test_contract_keys_and_capacities(result: CapacityResult, tmp_path: Path):
     assert 31 / 1.1 <= sync["max_rate"]["ok"] <= 31
     # the quoted figure: where the p95 crosses 1,000 ms between the bracket's steps (500 ms held, 5,000 did not)
     assert sync["max_rate"]["ok"] < sync["crossing"]["ok"] < sync["brackets"]["ok"]["high"]
-    assert sync["crossing"]["fast"] is None and data["schema_version"] == 3
+    assert sync["crossing"]["fast"] is None and data["schema_version"] == 4
     assert 1900 / 1.1 <= offload["max_rate"]["fast"] <= 1900
     assert 30 / 1.1 <= offload["jobs"]["max_rate"] <= 31
     for step in sync["steps"] + offload["steps"]:
@@ -137,3 +137,17 @@ def test_short_steps_are_named_by_rate_and_whether_they_decide_a_bracket(result:
     deciding.enough_samples = False
     text = " ".join(validity(res, cores=2).info)
     assert "sync: 2 step(s) had too few samples" in text and "lengthen --step-duration" in text
+
+
+def test_the_report_says_when_a_search_ran_its_workers_at_a_lowered_priority(
+    result: CapacityResult, tmp_path: Path
+):
+    plain = write_outputs(result, tmp_path / "plain", 100.0, 1000.0)
+    assert "nice" not in plain["md"].read_text()
+    niced = result.model_copy(deep=True)
+    for step in niced.modes["offload"].steps:
+        step.workers_nice = 19
+    paths = write_outputs(niced, tmp_path / "niced", 100.0, 1000.0)
+    for kind in ("md", "html"):
+        assert "lowest CPU priority (nice 19)" in paths[kind].read_text(), kind
+    assert json.loads(paths["json"].read_text())["modes"]["offload"]["steps"][0]["workers_nice"] == 19

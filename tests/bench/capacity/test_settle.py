@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.capacity.session import SEARCH_WORKER_NICE
 from bench.capacity.stackrun import StepStack, abandoned
 from bench.run.config import load_config
 
@@ -29,8 +30,11 @@ def test_after_an_overloaded_step_the_next_lower_step_starts_idle(tmp_path: Path
         "out": tmp_path / "steps", "duration_s": 3, "warmup_s": 0.5, "drain_timeout_s": 1, "workers": 1,
         "modes": ["sync", "offload"], "work": {},
     })  # fmt: skip
-    # waited out, not restarted: a fresh stack would be empty anyway, the wait is what is under test
-    with StepStack(base, 1, tmp_path / "stack", settle_s=120, restart_after_s=120) as stack:
+    # waited out, not restarted: a fresh stack would be empty anyway, the wait is what is under test; the
+    # workers at the search's priority (the settle drains with the API idle, where nice does not slow them)
+    with StepStack(
+        base, 1, tmp_path / "stack", settle_s=120, restart_after_s=120, worker_nice=SEARCH_WORKER_NICE
+    ) as stack:
         # one worker completes a few dozen default jobs/s: 150 req/s for 3 s leaves hundreds queued
         jobs_high = stack.run_step("offload", 150.0, "p95", True, 1, 3.0)
         jobs_low = stack.run_step("offload", 10.0, "p95", True, 2, 3.0)
@@ -59,3 +63,4 @@ def test_after_an_overloaded_step_the_next_lower_step_starts_idle(tmp_path: Path
     assert sync_low.settle is not None and sync_low.settle.inflight == 0 and not sync_low.settle.restarted
     assert sync_low.sustainable, sync_low.reason
     assert not jobs_high.jobs_sustainable  # the high step was overloaded on the job side
+    assert {s.workers_nice for s in (jobs_high, jobs_low, sync_high, sync_low)} == {SEARCH_WORKER_NICE}

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.launch.procs import process_tree
 from bench.launch.shell import ShellProcess, shell_argv
 from bench.launch.stack import Stack, TargetStartError
 from targets import load_target, parse_target
@@ -104,6 +105,44 @@ def test_example_workers_are_process_groups_and_sigkill_reaches_them(
         assert stack.stop_worker(victim, signal.SIGKILL) == -signal.SIGKILL
         assert not _group_alive(victim.pid) and len(stack.workers) == 1
         assert (tmp_path / "logs" / "api.log").exists() and (tmp_path / "logs" / "worker-2.log").exists()
+    finally:
+        stack.stop(5)
+
+
+def _nice_values(pid: int | None) -> set[int]:
+    """The nice value of every live process of pid's tree (process_tree: the command and what it forked)."""
+    assert pid is not None
+    out = set()
+    for proc in process_tree(pid):
+        try:
+            out.add(proc.nice())
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def test_worker_nice_lowers_every_worker_process_and_its_replacements_not_the_api(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    target, path = load_target(EXAMPLE)
+    own = os.nice(0)
+    lowered = min(own + 19, 19)
+    assert lowered > own, "the test process already runs at the lowest priority: nothing to tell apart"
+    stack = Stack(
+        target=target, target_dir=path.parent, log_dir=tmp_path / "logs", workers=2, redis_url=redis_url,
+        worker_nice=19,
+    )  # fmt: skip
+    try:
+        stack.start()
+        assert stack.api is not None and _nice_values(stack.api.pid) == {own}
+        assert [_nice_values(w.pid) for w in stack.workers] == [{lowered}, {lowered}]
+        crashed = stack.workers[0]
+        assert crashed.stop(5, sig=signal.SIGKILL) == -signal.SIGKILL  # still listed, as a crash leaves it
+        assert stack.restart_dead_workers() == [crashed.name]
+        stack.wait_ready(30)
+        assert crashed not in stack.workers and len(stack.workers) == 2
+        assert [_nice_values(w.pid) for w in stack.workers] == [{lowered}, {lowered}]
     finally:
         stack.stop(5)
 
