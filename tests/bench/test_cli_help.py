@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 import typer.main
@@ -38,3 +39,11 @@ def test_every_subcommand_answers_help(path: list[str]) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Usage:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_the_cli_starts_without_pandas_or_matplotlib() -> None:
+    """The search, the analysis and their plots import pandas and matplotlib where they run: --help, gate,
+    baseline and dlq start without them (in a pipeline step, every call pays its imports)."""
+    code = "import sys, bench.cli; print(sorted({'pandas', 'matplotlib'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
