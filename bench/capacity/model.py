@@ -38,6 +38,11 @@ LimitedBy = Literal["server", "generator", "range", "none", "unmeasured"]
 CutBy = Literal["", "budget", "max-steps", "interrupted", "resolution"]
 
 
+def rate_text(rate: float) -> str:
+    """A rate as the reports write it: 12.5, 31, 1,900 (whole numbers from 10 up)."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

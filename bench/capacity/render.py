@@ -8,8 +8,7 @@ from typing import Literal
 
 from jinja2 import Environment
 
-from bench.capacity.model import CapacityResult, ModeResult, Step
-from bench.capacity.result import rate_text
+from bench.capacity.model import CapacityResult, ModeResult, Step, rate_text
 
 CONTEXT = (
     "One machine shared by the load generator, the API, Redis and the workers: read capacities as ratios "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.capacity.model import CapacityResult, Figure, Repeat
-from bench.capacity.result import rate_text
+from bench.capacity.model import CapacityResult, Figure, Repeat, rate_text
 
 
 def figures(res: CapacityResult) -> dict[str, float | None]:

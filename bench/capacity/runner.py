@@ -25,6 +25,8 @@ class StepFailed(Exception):
 # processes outside this command using more than this many cores during a step: the machine was busy, and the
 # step's figures are the other work's as much as the server's (benchmarks/_machine.py holds benchmarks to it)
 OTHER_CORES_MAX: Final = 0.35
+# all cores this busy during a worker step: the machine, not the worker, limits the job rate
+MACHINE_BUSY_PERCENT: Final = 90.0
 
 
 def tree_cpu_s(root: int) -> dict[int, float]:

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from analysis.config import PERCENTILES
 from bench.capacity.config import CapacityConfig
 from bench.capacity.measure import loop_lag_text, pooled
-from bench.capacity.model import Step, WorkerPoint
+from bench.capacity.model import Step, WorkerPoint, rate_text
 from bench.capacity.plan import (
     CLIMB_FRACTION,
     CLIMB_MEASURED_S,
@@ -23,7 +23,6 @@ from bench.capacity.plan import (
     samples_needed,
     step_seconds,
 )
-from bench.capacity.result import rate_text
 from bench.capacity.search import SAME_RATE, Search
 from bench.capacity.stackrun import StepStack
 from bench.capacity.verdict import judge

@@ -8,8 +8,8 @@ import sys
 import time
 
 from bench.capacity.model import CapacityResult, ModeResult, Step, WorkerPoint
-from bench.capacity.result import validity
 from bench.capacity.runner import OTHER_CORES_MAX, CpuSampler
+from bench.capacity.validity import validity
 
 # a process that burns CPU in itself and in one child: a tree of two busy processes
 BUSY_TREE = """

@@ -10,10 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.capacity.model import CapacityResult, Step, WorkerPoint, capacity_schema, read_json
+from bench.capacity.model import CapacityResult, Step, WorkerPoint, capacity_schema, rate_text, read_json
 from bench.capacity.render import write_outputs
-from bench.capacity.result import assemble, headline, mode_result, rate_text, validity
+from bench.capacity.result import assemble, headline, mode_result
 from bench.capacity.search import Search, run_search
+from bench.capacity.validity import validity
 from tests.bench.capacity.test_search import model_server
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "bench" / "capacity" / "capacity.schema.json"

@@ -7,8 +7,8 @@ import pytest
 from bench.capacity.model import Bracket, CapacityResult, MaxRate, ModeResult, Step, WorkerPoint
 from bench.capacity.plan import Pooled, combine, marginal, samples_needed, step_seconds
 from bench.capacity.repeat import aggregate, figures, repeat_lines
-from bench.capacity.result import validity
 from bench.capacity.search import Search
+from bench.capacity.validity import validity
 from bench.capacity.verdict import Limits, judge
 
 LIM = Limits()
