@@ -17,9 +17,7 @@ repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, e
 
 Version 4 (issue 23): steps carry `workers_nice`, the workers' CPU priority during the step: a mode's search
 runs them at nice 19, so the API's figures are the API's and not the share a worker draining its backlog left
-it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker steps run them at 0. With
---repeat N, repeat.machine_cost: each search's machine CPU per request at the same rates, relative to the
-median search (the machine's own speed drift, which moves every figure its cores bound).
+it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker steps run them at 0.
 """
 
 from __future__ import annotations
@@ -255,12 +253,6 @@ class Repeat(_Model):
     figures: dict[str, Figure] = Field(
         default_factory=dict,
         description="<mode>.fast, <mode>.ok (req/s), <mode>.jobs (jobs/s), workers.<n> (jobs/s)",
-    )
-    machine_cost: list[float | None] = Field(
-        default_factory=list,
-        description="each search's machine CPU per request at the rates every search ran (modes without "
-        "a job side, steps 20-80 % busy), relative to the median search: 1.14 = the machine spent 14 % more "
-        "CPU on the same work (null: no such step); figures the machine's cores bound move with it",
     )
 
 

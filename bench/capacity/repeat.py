@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from typing import Final
 
 from bench.capacity.model import CapacityResult, Figure, Repeat, rate_text
-
-# steps whose machine CPU tells its speed: busy enough that the requests' CPU dominates the idle baseline, far
-# enough from saturation that the CPU is proportional to the work (percent of all cores), and holding "fast"
-COST_BUSY: Final = (20.0, 80.0)
 
 
 def figures(res: CapacityResult) -> dict[str, float | None]:
@@ -36,34 +31,6 @@ def figure(values: list[float | None]) -> Figure:
     return Figure(values=values, median=statistics.median(known), min=low, max=high, spread=spread)
 
 
-def _cost_per_request(res: CapacityResult) -> dict[tuple[str, float], float]:
-    """(mode, rate asked) -> the machine's CPU (percent of all cores) per request/s got, for the steps of modes
-    without a job side (a worker draining a backlog soaks up whatever CPU is left) that held "fast" and were
-    neither near idle nor near saturation (a server past its knee, or bound by something else, is not)."""
-    out = {}
-    for mode, m in res.modes.items():
-        if m.jobs is not None:
-            continue
-        for s in m.steps:
-            cpu, got = s.machine_cpu_percent, s.arrival_rate
-            if cpu is not None and got and COST_BUSY[0] <= cpu <= COST_BUSY[1] and s.fast:
-                out[(mode, s.rate)] = cpu / got
-    return out
-
-
-def machine_cost(results: list[CapacityResult]) -> list[float | None]:
-    """Each search's machine CPU per request at the (mode, rate) steps every search ran, relative to the
-    median search (the median of its ratios over those steps); None for all when no step is shared."""
-    per = [_cost_per_request(r) for r in results]
-    shared = set.intersection(*(set(c) for c in per)) if per else set()
-    if not shared or len(results) < 2:
-        return [None] * len(results)
-    ratios = [[c[k] / statistics.median(p[k] for p in per) for k in sorted(shared)] for c in per]
-    index = [statistics.median(r) for r in ratios]
-    middle = statistics.median(index)
-    return [round(i / middle, 3) for i in index]
-
-
 def aggregate(results: list[CapacityResult], folders: list[str]) -> Repeat:
     """The repeat section of capacity.json from each search's result (in order)."""
     per = [figures(r) for r in results]
@@ -74,7 +41,6 @@ def aggregate(results: list[CapacityResult], folders: list[str]) -> Repeat:
         valid=[r.validity.valid for r in results],
         wall_s=[round(r.wall_s or 0.0, 1) for r in results],
         figures={name: figure([f.get(name) for f in per]) for name in names},
-        machine_cost=machine_cost(results),
     )
 
 
@@ -95,13 +61,4 @@ def repeat_lines(rep: Repeat, limit: float = 1.2) -> list[str]:
             wide.append(name)
     if wide:
         lines.append(f"  spread above {limit:g}: {', '.join(wide)}")
-    costs = [c for c in rep.machine_cost if c is not None]
-    if len(costs) > 1:
-        drift = max(costs) / min(costs)
-        slowest = rep.machine_cost.index(max(costs)) + 1
-        lines.append(
-            f"  the machine's CPU per request at the same rates moved {drift:.2f}x between searches (search "
-            f"{slowest} spent the most): figures its cores bound (the top rates of noop and offload's API) move "
-            "with the machine, not only with the server"
-        )
     return lines

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.capacity.model import Bracket, CapacityResult, Jobs, MaxRate, ModeResult, Step, WorkerPoint
+from bench.capacity.model import Bracket, CapacityResult, MaxRate, ModeResult, Step, WorkerPoint
 from bench.capacity.plan import Pooled, combine, marginal, samples_needed, step_seconds
-from bench.capacity.repeat import aggregate, figures, machine_cost, repeat_lines
+from bench.capacity.repeat import aggregate, figures, repeat_lines
 from bench.capacity.search import Search
 from bench.capacity.validity import validity
 from bench.capacity.verdict import Limits, judge
@@ -121,43 +121,6 @@ def test_repeat_reports_each_figures_median_and_spread():
     lines = repeat_lines(rep)
     assert any("sync.ok 20 req/s (max/min 1.22)" in line for line in lines)
     assert "spread above 1.2: sync.ok" in lines[-1]
-
-
-def _costed(
-    cpu: dict[float, float], failed: float | None = None, offload_cpu: float = 50.0
-) -> CapacityResult:
-    """A search whose noop steps held fast at the given rates with this machine CPU (%), plus one noop step past
-    its knee (failed) and one offload step: neither of those two tells the machine's speed."""
-    steps = [judge(_step(5.0, rate=r).model_copy(update={"machine_cpu_percent": c}), LIM, False)
-             for r, c in cpu.items()]  # fmt: skip
-    if failed is not None:
-        steps.append(
-            judge(_step(900.0, rate=2000.0).model_copy(update={"machine_cpu_percent": failed}), LIM, False)
-        )
-    offload = judge(_step(5.0, rate=640.0).model_copy(update={"machine_cpu_percent": offload_cpu}), LIM, True)
-    res = _result(None, 20.0, 30.0)
-    res.modes = {"noop": ModeResult(percentile="p95", steps=steps),
-                 "offload": ModeResult(percentile="p95", steps=[offload], jobs=Jobs())}  # fmt: skip
-    return res
-
-
-def test_repeat_says_how_far_the_machines_cpu_per_request_moved_between_searches():
-    # cap9 (issue 23): noop at 640 and 1,280 req/s took 35.7/54.2, 31.0/53.8 and 39.6/61.8 % of the cores
-    runs = [_costed({640.0: 35.65, 1280.0: 54.175}, failed=60.0, offload_cpu=50.0),
-            _costed({640.0: 31.0, 1280.0: 53.75}, failed=75.0, offload_cpu=21.0),
-            _costed({640.0: 39.6, 1280.0: 61.825, 160.0: 18.0}, failed=70.0, offload_cpu=60.0)]  # fmt: skip
-    cost = machine_cost(runs)
-    # each search: the median of its CPU per request / the searches' median, per shared rate (the rate only search
-    # 3 ran counts in none; neither does the failed step nor offload's); search 1 is the median one
-    assert cost == pytest.approx(
-        [1.0, (31.0 / 35.65 + 53.75 / 54.175) / 2, (39.6 / 35.65 + 61.825 / 54.175) / 2], abs=0.001
-    )
-    line = repeat_lines(aggregate(runs, ["a", "b", "c"]))[-1]
-    assert "moved 1.21x between searches (search 3 spent the most)" in line, line
-    # no step every search ran (or one search): nothing to compare, nothing said
-    assert machine_cost([runs[0], _costed({900.0: 40.0})]) == [None, None]
-    assert machine_cost(runs[:1]) == [None]
-    assert not any("machine" in line for line in repeat_lines(aggregate([runs[0]], ["a"])))
 
 
 def test_a_figure_missing_in_one_search_is_counted_as_missing():
