@@ -286,26 +286,31 @@ import sys, time
 from gevent import monkey; monkey.patch_all()
 import gevent
 import loadtests._clock as clock
+if sys.argv[1:] == ["sleep0"]:  # the control: the spin as it was before e95f646
+    clock.Clock._spin_once = lambda self: gevent.sleep(0)
 clock.LEAD_S = 0.05  # a long spin, so that what runs during it can be seen
 c = clock.Clock()
-late = []
+late, sent_late = [], []
 def other():
     due = time.time() + 0.005
     gevent.sleep(0.005)
     late.append(time.time() - due)
-gevent.spawn(other)
-ts = time.time() + 0.04  # within the lead: the whole wait is the spin
-assert c.wait_until(ts, lambda: False, 0.1)
-sent_late = time.time() - ts
-gevent.sleep(0.02)
+for _ in range(5):
+    gevent.spawn(other)
+    ts = time.time() + 0.04  # within the lead: the whole wait is the spin
+    assert c.wait_until(ts, lambda: False, 0.1)
+    sent_late.append(time.time() - ts)
+    gevent.sleep(0.02)
 c.close()
-print(late[0], sent_late)
+print(min(late), len(late), min(sent_late))
 """
 
 
 def test_the_clock_spin_lets_other_greenlets_run() -> None:
-    """A greenlet's timer due during the clock's spin fires on time (0.016-0.024 ms late measured; bound 2 ms);
-    a spin by gevent.sleep(0) held it until gevent's next poll, 4.6 ms later. The wait still ends at its time."""
-    other_late_s, sent_late_s = (float(x) for x in _probe(SPIN_PROBE).split())
-    assert 0.0 <= sent_late_s < 0.01
-    assert other_late_s < 0.002
+    """A greenlet's timer due during the clock's spin fires on time (0.012-0.024 ms late measured; bound 2 ms);
+    a spin by gevent.sleep(0) held it until gevent's next poll, 3.6-4.6 ms later, in every round (the control
+    argument, run by hand). The best of 5 rounds: in a loaded suite run one round's timer was 6.3 ms late, the
+    probe process waiting for a core. The wait never ends early, and ends at its time in the best round."""
+    best_late_s, n, sent_late_s = _probe(SPIN_PROBE).split()
+    assert int(n) == 5 and 0.0 <= float(sent_late_s) < 0.01
+    assert float(best_late_s) < 0.002
