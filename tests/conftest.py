@@ -10,9 +10,11 @@ other workers' fault runs made a capacity step's generator late (1 suite run in 
 machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them),
 one after the other without letting go in between (each release let the other workers start a test, and the
 next alone test waited for it: up to 28 s of the other workers' time per release).
-Where they run (_order): the first worker runs the loads, then the alone tests, so the other workers are busy
-with the rest meanwhile; the long test (the fresh-venv action run, ~100 s) opens the second worker's first
-chunk, so it is over before the alone tests start and it does not lengthen the first worker's chain.
+Where they run (_order, pytest_collection_modifyitems): the first worker's first chunk is the loads, then all
+the alone tests, so the other workers are busy with the rest meanwhile and the machine is taken once (loads
+beyond the chunk run later on other workers, under the same lock); the long test (the fresh-venv action run,
+~100 s) opens the second worker's first chunk, so it is over before the alone tests start and it does not
+lengthen the first worker's chain.
 (xdist's own `--dist loadgroup` cannot do it here: on pytest 9.2 its group marks are silently ignored,
 pytest-xdist issue 1386.)
 """
@@ -115,10 +117,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(ALONE_MARK)
     items.sort(key=_order)
     long = [item for item in items if _listed(item, LONG_TESTS)]
-    rest = [item for item in items if item not in long]
-    # the long tests open the second worker's first chunk (else right after the loads)
-    at = max(_first_chunk(config, len(items)), sum(_order(item) < 2 for item in rest))
-    items[:] = rest[:at] + long + rest[at:]
+    loads = [item for item in items if _order(item) == 0 and item not in long]
+    alone = [item for item in items if _order(item) == 1 and item not in long]
+    rest = [item for item in items if _order(item) == 2 and item not in long]
+    chunk = _first_chunk(config, len(items))
+    if chunk == 0:  # not under xdist: the order decides nothing
+        items[:] = loads + alone + long + rest
+        return
+    # the first worker's chunk ends with all the alone tests, so it takes the machine once; loads that do not
+    # fit before them wait behind the long tests, which open the second worker's chunk
+    fit = max(chunk - len(alone), 0)
+    head = loads[:fit] + alone
+    fill = max(chunk - len(head), 0)
+    items[:] = head + rest[:fill] + long + loads[fit:] + rest[fill:]
 
 
 def _first_chunk(config: pytest.Config, n_items: int) -> int:
@@ -133,9 +144,10 @@ def _first_chunk(config: pytest.Config, n_items: int) -> int:
 
 
 def _order(item: pytest.Item) -> int:
-    """The loads, then the machine-alone loads, then the rest (the long tests are placed apart). xdist's first
-    chunk (~40 tests) goes to one worker, which runs them one after the other: no load waits for another on a
-    second worker, and when the alone tests start, the other workers have long been busy with the rest."""
+    """The loads, then the machine-alone loads, then the rest (placed in pytest_collection_modifyitems). xdist's
+    first chunk (33 tests at -n 4) goes to one worker, which runs them one after the other: no load waits for
+    another on a second worker, and when the alone tests start, the other workers have long been busy with the
+    rest."""
     if item.get_closest_marker(ALONE_MARK) is not None:
         return 1
     return 0 if item.get_closest_marker(LOAD_MARK) is not None else 2
