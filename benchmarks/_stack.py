@@ -19,7 +19,7 @@ from _verdict import BUSY, MISSED, median_interval, verdict
 
 from bench.launch.procs import ManagedProcess, python_module
 from bench.launch.redis_server import free_port
-from bench.launch.stack import http_get_json
+from bench.launch.shell import http_get_json
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORES_NOTE = (

@@ -28,11 +28,11 @@ from bench.run.command import preflight
 from bench.run.config import ConfigError, RunConfig, job_modes, load_config, parse_duration_s
 from runfolder.rundir import new_run_id, run_metadata
 
+# the search, its results and reports need numpy, pandas and matplotlib (~1-2 s of imports): they are imported
+# inside the functions that run a search, so `offload-bench --help`, gate, baseline, dlq and report start
+# without them; here only the session's type is needed
 if TYPE_CHECKING:
     from bench.capacity.session import Session
-
-# the search, its results and reports need numpy, pandas and matplotlib (~1-2 s of imports): imported where a
-# search runs, so `offload-bench --help`, gate, baseline, dlq and report start without them
 
 console = Console(stderr=True, soft_wrap=True)
 # a step does not wait for a backlog: its growth is the measurement, pending jobs are reconciled (and the

@@ -4,6 +4,7 @@ whole process tree, a graceful signal the group or the top process, as the comma
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -122,6 +123,21 @@ def http_status(url: str, timeout_s: float = 1.0) -> int:
         return int(exc.code)
     except (OSError, ValueError):
         return 0
+
+
+def http_get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict[str, Any]]:
+    """GET url; (status, JSON body) with status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback URL we built)
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read() or b"{}")
+        except ValueError:
+            body = {}
+        return exc.code, body
+    except (OSError, ValueError):
+        return 0, {}
 
 
 def start_values(port: int, redis_url: str) -> dict[str, str]:

@@ -6,15 +6,11 @@ own process group (signals reach the command, not only the shell), output in log
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -52,21 +48,6 @@ def check_redis(url: str, timeout_s: float = 2.0) -> None:
         raise StackError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from None
     finally:
         client.close()
-
-
-def http_get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict[str, Any]]:
-    """GET url; (status, JSON body) with status 0 when nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback URL we built)
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read() or b"{}")
-        except ValueError:
-            body = {}
-        return exc.code, body
-    except (OSError, ValueError):
-        return 0, {}
 
 
 def work_env(work: WorkProfile) -> dict[str, str]:
