@@ -10,11 +10,11 @@ other workers' fault runs made a capacity step's generator late (1 suite run in 
 machine lock shared; those hold it exclusively (a turnstile stops a stream of shared holders starving them),
 one after the other without letting go in between (each release let the other workers start a test, and the
 next alone test waited for it: up to 28 s of the other workers' time per release).
-Where they run (_order, pytest_collection_modifyitems): the first worker's first chunk is the loads, then all
-the alone tests, so the other workers are busy with the rest meanwhile and the machine is taken once (loads
-beyond the chunk run later on other workers, under the same lock); the long test (the fresh-venv action run,
-~100 s) opens the second worker's first chunk, so it is over before the alone tests start and it does not
-lengthen the first worker's chain.
+Where they run (_order, pytest_collection_modifyitems): the first worker's first chunk is the loads, then (if
+room is left) a few other tests, then all the alone tests at its end, so the other workers are busy with the
+rest meanwhile and the machine is taken once (loads beyond the chunk would run later on other workers, under
+the same lock); the long test (the fresh-venv action run, ~100-140 s) opens the second worker's first chunk,
+so it is over before the alone tests start and it does not lengthen the first worker's chain.
 (xdist's own `--dist loadgroup` cannot do it here: on pytest 9.2 its group marks are silently ignored,
 pytest-xdist issue 1386.)
 """
@@ -41,7 +41,11 @@ FIXTURES = REPO / "tests" / "fixtures"
 # max-rate and closed-model Locust runs, capacity searches, benchmarks, the open model's send accuracy.
 # Locust's --processes master also binds a fixed port (5557): two such runs at once would collide.
 LOAD_TESTS = (
-    "tests/bench/capacity/test_known_capacity.py",
+    # its bad-input tests run in-process and start nothing: only the searches are loads
+    "tests/bench/capacity/test_known_capacity.py::test_ok_capacity_is_within_15_percent_of_a_known_capacity",
+    "tests/bench/capacity/test_known_capacity.py::test_a_generator_limited_step_is_never_the_servers_capacity",
+    "tests/bench/capacity/test_known_capacity.py::test_repeat_runs_the_whole_search_n_times_and_reports_median_and_spread",
+    "tests/bench/capacity/test_known_capacity.py::test_ctrl_c_keeps_what_was_measured_and_says_where",
     "tests/bench/capacity/test_settle.py",
     # the benchmarks' quick modes judge nothing (both verdicts pass): only the one whose Locust master binds 5557
     "tests/benchmarks/test_benchmarks.py::test_benchmark_quick_mode_prints_its_figures[master_intake]",
@@ -124,12 +128,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if chunk == 0:  # not under xdist: the order decides nothing
         items[:] = loads + alone + long + rest
         return
-    # the first worker's chunk ends with all the alone tests, so it takes the machine once; loads that do not
-    # fit before them wait behind the long tests, which open the second worker's chunk
+    # the first worker's chunk ends with all the alone tests, so it takes the machine once, as late as the chunk
+    # allows (the long tests, which open the second worker's chunk, should be over by then: else the alone
+    # tests wait for them); loads that do not fit before them wait behind the long tests
     fit = max(chunk - len(alone), 0)
-    head = loads[:fit] + alone
-    fill = max(chunk - len(head), 0)
-    items[:] = head + rest[:fill] + long + loads[fit:] + rest[fill:]
+    fill = max(fit - len(loads), 0)
+    items[:] = loads[:fit] + rest[:fill] + alone + long + loads[fit:] + rest[fill:]
 
 
 def _first_chunk(config: pytest.Config, n_items: int) -> int:
@@ -145,7 +149,7 @@ def _first_chunk(config: pytest.Config, n_items: int) -> int:
 
 def _order(item: pytest.Item) -> int:
     """The loads, then the machine-alone loads, then the rest (placed in pytest_collection_modifyitems). xdist's
-    first chunk (33 tests at -n 4) goes to one worker, which runs them one after the other: no load waits for
+    first chunk (33 tests at -n 4; 16 loads and 7 alone tests) goes to one worker, which runs them one after the other: no load waits for
     another on a second worker, and when the alone tests start, the other workers have long been busy with the
     rest."""
     if item.get_closest_marker(ALONE_MARK) is not None:
