@@ -70,8 +70,7 @@ ALONE_TESTS = (
 )
 ALONE_MARK = "machine_alone"
 # long tests whose load is light (a few requests/s, no timing judged): each opens the second xdist worker's first
-# chunk, so it starts at once instead of ending the run late (they take no load lock; see _order); an alone test
-# that comes while one runs waits for it without stopping the other workers (_one_load_at_a_time)
+# chunk, so it starts at once instead of ending the run late (they take no load lock; see _order)
 LONG_TESTS = ("tests/ci/test_action.py::test_perf_workflow_and_action_run_end_to_end_in_a_fresh_venv",)
 # tests that need a Debian tool beyond Python and pip: @pytest.mark.needs_tool("wrk") skips the test, naming the
 # tool and its apt line, when the tool is not on PATH (a machine with only Python and pip passes the suite).
@@ -189,10 +188,9 @@ def _alone(item: pytest.Item | None) -> bool:
 def _one_load_at_a_time(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Under xdist, a load test holds a lock shared by the run's workers for its whole run; a long test holds
-    the long-tests lock, shared; every test holds the machine lock, shared, or exclusively for ALONE_TESTS
-    (taken in this order by all: no deadlock). An alone test takes all three, exclusively; when its worker's
-    next test is alone too, it hands them on to it."""
+    """Under xdist, a load test holds a lock shared by the run's workers for its whole run; every test holds
+    the machine lock, shared, or exclusively for ALONE_TESTS (taken in this order by all: no deadlock). An
+    alone test takes both; when its worker's next test is alone too, it hands both on to it."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
@@ -209,12 +207,6 @@ def _one_load_at_a_time(
         else:
             if alone or request.node.get_closest_marker(LOAD_MARK) is not None:
                 held.enter_context(_flock(locks / "one-load-at-a-time.lock", fcntl.LOCK_EX))
-            if alone or _listed(request.node, LONG_TESTS):
-                # an alone test that comes while a long test runs waits for it here, outside the turnstile, so
-                # the other workers go on meanwhile (inside it they all waited too: 21 s in one CI run)
-                held.enter_context(
-                    _flock(locks / "long-tests.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-                )
             # a waiting exclusive holder keeps the turnstile: shared holders queue behind it, not before it
             with _flock(locks / "machine-turnstile.lock", fcntl.LOCK_EX):
                 held.enter_context(_flock(locks / "machine.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH))
