@@ -123,7 +123,7 @@ def test_master_and_worker_with_a_shape(testapp: Server, tmp_path: Path) -> None
             "-u",
             "4",
             "-t",
-            "3s",
+            "6s",  # 3 s: in one loaded CI run the worker sent nothing before the shape ended (0 requests)
             "--shape",
             "step",
             "--mode",
