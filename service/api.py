@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await redis.aclose()
+            # the pool was passed in, so aclose() alone would leave its sockets open
+            await redis.aclose(close_connection_pool=True)
 
     app = FastAPI(title="offload-bench sample API", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(router)

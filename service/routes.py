@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import logging
 import time
@@ -35,6 +36,8 @@ from service.sources import Idempotency, create_source, new_id, read_source, sou
 
 log = logging.getLogger("service.api")
 
+STOP_STACKS_AFTER_S = 3.0
+
 
 @asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
@@ -47,8 +50,14 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
         async with _steady_gc():
             yield
     finally:
-        if st is not None and st.inprocess is not None:
-            await st.inprocess.stop()
+        # the stop is bounded (every Redis call by redis_timeout_s: ~0.5 s with Redis frozen); should it ever
+        # take longer, every thread's stack goes to stderr (the API's log), where the stall is
+        faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S)
+        try:
+            if st is not None and st.inprocess is not None:
+                await st.inprocess.stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @asynccontextmanager

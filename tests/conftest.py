@@ -112,14 +112,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the load tests and order the collection for xdist's first chunks (a stable sort after
+    """Mark the load tests and order the collection for xdist's first chunks (a stable partition of
     pytest-randomly's shuffle: every worker collects the same order, and the seed still replays it)."""
     for item in items:
         if _listed(item, LOAD_TESTS):
             item.add_marker(LOAD_MARK)
         if _listed(item, ALONE_TESTS):
             item.add_marker(ALONE_MARK)
-    items.sort(key=_order)
     long = [item for item in items if _listed(item, LONG_TESTS)]
     loads = [item for item in items if _order(item) == 0 and item not in long]
     alone = [item for item in items if _order(item) == 1 and item not in long]
