@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+from _queues_cells import Cell, rows_of  # noqa: E402
 from _queues_table import cells_of, sat_cell, saturation, saturation_of_folder  # noqa: E402
 
 
@@ -71,3 +72,25 @@ def test_a_cell_not_run_prints_the_reason() -> None:
     printed = cells_of(row)
     assert "n/a — dramatiq keeps no end time" in printed
     assert "0" not in printed
+
+
+def test_a_cell_s_rows_say_what_a_library_cannot_give_never_0(tmp_path: Path) -> None:
+    summary = {
+        "modes": {"offload": {"requests": 40, "latency_ms": {"p50": 1.5, "p99": float("nan")},
+                              "jobs": {"accepted": 40, "completed": 39, "lost": 0, "queue_wait_ms": None,
+                                       "e2e_ms": {"p95": 250.0}}}},
+        "run": {"modes": {"offload": {"tracker": {"notes": ["dramatiq keeps no end time"]}}}},
+        "reliability": {"faults": [{"mode": "offload", "recovery_s": 1.25, "jobs": {"lost": 0}}]},
+    }  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    cell = Cell("rq", "defaults", "worker-sigkill@3s", ["offload"], "examples/rq/target.toml")
+    (row,) = rows_of(cell, 0, tmp_path)
+    assert (row["api_p50_ms"], row["api_p99_ms"], row["e2e_p95_ms"]) == (1.5, None, 250.0)
+    assert row["queue_wait_p50_ms"] is None and row["queue_wait_note"] == "n/a — rq keeps no start time"
+    assert (row["accepted"], row["completed"], row["recovery_s"]) == (40, 39, 1.25)
+    assert row["tracker_notes"] == ["dramatiq keeps no end time"] and row["saturation"] is None
+    (failed,) = rows_of(cell, 3, None)
+    assert failed["error"] == "did not run (exit 3)"
+    skipped = Cell("dramatiq", "defaults", "", ["offload"], None, skip="no end time")
+    (row,) = rows_of(skipped, 0, None)
+    assert row["saturation"] == {"jobs_per_s": None, "note": "no end time"}
