@@ -21,13 +21,14 @@ async def _start_and_stop(redis_url: str) -> None:
 async def test_a_stop_that_stalls_writes_the_stacks_and_a_prompt_one_nothing(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(routes, "STOP_STACKS_AFTER_S", 0.2)
+    # margins of 10x: a prompt stop takes ~10 ms (1 s bound), the stalled one 1 s (0.1 s bound)
+    monkeypatch.setattr(routes, "STOP_STACKS_AFTER_S", 1.0)
     await _start_and_stop(redis_url)
-    time.sleep(0.4)  # past the bound: a timer left armed would fire now
+    time.sleep(1.5)  # past the bound: a timer left armed would fire now
     assert "most recent call first" not in capfd.readouterr().err
 
     def stalled_stop(self: InProcess) -> None:
-        time.sleep(0.6)  # a call that blocks the event loop, as a stalled write would
+        time.sleep(1.0)  # a call that blocks the event loop, as a stalled write would
 
     real_stop = InProcess.stop
 
@@ -36,6 +37,7 @@ async def test_a_stop_that_stalls_writes_the_stacks_and_a_prompt_one_nothing(
         await real_stop(self)
 
     monkeypatch.setattr(InProcess, "stop", stop)
+    monkeypatch.setattr(routes, "STOP_STACKS_AFTER_S", 0.1)
     await _start_and_stop(redis_url)
     err = capfd.readouterr().err
     assert "most recent call first" in err and "stalled_stop" in err, err[-2000:]
