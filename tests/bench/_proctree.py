@@ -23,9 +23,13 @@ class TreeWatcher:
             return
         for child in children:
             try:
-                self.seen[(child.pid, child.create_time())] = " ".join(child.cmdline()[:4])
+                key, cmd = (child.pid, child.create_time()), " ".join(child.cmdline()[:4])
             except psutil.Error:
                 continue
+            # the latest command line (after an exec), but never the empty one of a process caught exiting: a
+            # poll in that window once blanked the API's, and a test looking for it failed
+            if cmd or key not in self.seen:
+                self.seen[key] = cmd
 
     def wait(self, timeout_s: float, until=None) -> int | None:
         """Poll the tree until the process exits (or `until()` is true); return its exit code or None."""
