@@ -36,7 +36,7 @@ from service.sources import Idempotency, create_source, new_id, read_source, sou
 
 log = logging.getLogger("service.api")
 
-STOP_STACKS_AFTER_S = 3.0
+STOP_STACKS_AFTER_S = 3.0  # a stop this long (bounded ~0.5 s: Redis calls) has its stacks in the API's log
 
 
 @asynccontextmanager
@@ -50,8 +50,6 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
         async with _steady_gc():
             yield
     finally:
-        # the stop is bounded (every Redis call by redis_timeout_s: ~0.5 s with Redis frozen); should it ever
-        # take longer, every thread's stack goes to stderr (the API's log), where the stall is
         faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S)
         try:
             if st is not None and st.inprocess is not None:
