@@ -18,6 +18,9 @@ repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, e
 Version 4 (issue 23): steps carry `workers_nice`, the workers' CPU priority during the step: a mode's search
 runs them at nice 19, so the API's figures are the API's and not the share a worker draining its backlog left
 it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker steps run them at 0.
+
+Version 5 (issue 23): steps carry `cores`, the cores each of the command's own processes used during the step
+(api, redis, workers, generator, command): where a knee that moves between searches spent the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CAPACITY_SCHEMA_VERSION: Final = 4
+CAPACITY_SCHEMA_VERSION: Final = 5
 CAPACITY_FILE: Final = "capacity.json"
 Target = Literal["fast", "ok", "jobs"]
 # what bounds a bracket from above: the server failed there, the generator could not offer that rate, the
@@ -121,6 +124,11 @@ class Step(_Model):
         None,
         description="cores used by processes outside this command during the step (another job on the machine; "
         "beyond 0.35 the step's figures are not only the server's and the search is not valid)",
+    )
+    cores: dict[str, float] | None = Field(
+        None,
+        description="cores each of the command's own processes used during the step, by role: api, redis, "
+        "workers, generator (the load processes), command (this command itself); null: not sampled",
     )
     generator_limited: bool = False
     sustainable: bool = Field(False, description="holds the 'ok' target (and every other check)")

@@ -79,6 +79,15 @@ def _wmean(a: float | None, wa: float, b: float | None, wb: float) -> float | No
     return (a * wa + b * wb) / (wa + wb)
 
 
+def _cores(
+    a: dict[str, float] | None, wa: float, b: dict[str, float] | None, wb: float
+) -> dict[str, float] | None:
+    """Two runs' cores per role, weighted like the rates (one run's alone when the other has none)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return {r: round(v, 3) for r in b if (v := _wmean(a.get(r), wa, b[r], wb)) is not None}
+
+
 def _both(a: bool | None, b: bool | None) -> bool | None:
     """Two runs' backlog judgements: the same or unknown."""
     return a if a == b else None
@@ -122,6 +131,7 @@ def combine(first: Step, second: Step, pooled: Pooled | None) -> Step:
             "other_cores": max(o)
             if (o := [x for x in (first.other_cores, second.other_cores) if x is not None])
             else None,
+            "cores": _cores(first.cores, w1, second.cores, w2),
             "settle": first.settle,
             "marginal": first.marginal,
             "runs": [r for r in (first.run_dir, second.run_dir) if r],

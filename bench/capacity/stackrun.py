@@ -232,7 +232,7 @@ class StepStack:
                       "settle": settle.model_dump(mode="json")},
         })  # fmt: skip
         log = io.StringIO()
-        sampler = CpuSampler()
+        sampler = CpuSampler(roles=self._roles)
         status = "interrupted"
         try:
             with sampler.running(), contextlib.redirect_stdout(log):
@@ -256,13 +256,28 @@ class StepStack:
         window = window_of(run_dir, mode)
         cpu = sampler.mean(*window) if window is not None else None
         other = sampler.other_cores(*window) if window is not None else None
+        cores = sampler.role_cores(*window) if window is not None else None
         step = step.model_copy(update={
             "workers": self.n_workers if base.host is None else None, "machine_cpu_percent": cpu,
             "workers_nice": self.worker_nice if self.stack is not None and self.stack.n_workers else None,
-            "other_cores": None if other is None else round(other, 3),
+            "other_cores": None if other is None else round(other, 3), "cores": cores,
             "duration_s": duration_s, "settle": settle,
         })  # fmt: skip
         return judge(step, self.limits, offload_like)
+
+    def _roles(self) -> dict[str, list[int]]:
+        """The pids of the stack's processes by role, for the CPU sampler (read at each sample: a worker
+        restarted between samples is counted from the next one)."""
+        stack = self.stack
+        if stack is None:
+            return {}
+        redis_proc = stack.redis.proc if stack.redis is not None else None
+        api = [stack.api.pid] if stack.api is not None and stack.api.pid is not None else []
+        return {
+            "api": api,
+            "redis": [redis_proc.pid] if redis_proc is not None else [],
+            "workers": [w.pid for w in list(stack.workers) if w.pid is not None],
+        }
 
     def _copy_logs(self, run_dir: Path) -> None:
         """The stack's logs so far into the step's folder (the analysis reads the workers' loop lag there,

@@ -1,5 +1,6 @@
 """A busy machine is said, not measured: the CPU that processes outside the command's tree use during a step is
-read (psutil) and, past OTHER_CORES_MAX, makes the search not valid, naming the steps."""
+read (psutil) and, past OTHER_CORES_MAX, makes the search not valid, naming the steps. The CPU of the command's
+own processes is split by role (steps[].cores)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,34 @@ def test_cpu_of_the_commands_own_tree_is_ours_and_of_any_other_process_is_others
         assert counted_other - counted_ours > 0.3, (counted_other, counted_ours)
     finally:
         for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
+
+
+BUSY = "import time\nend = time.time() + 4\nwhile time.time() < end: pass"
+
+
+def test_the_cores_of_the_commands_own_processes_are_split_by_role() -> None:
+    # two busy children of this process: one is named the API, the other is the rest of the tree (the load
+    # generator's place); this process itself (the command's place) sleeps
+    api = subprocess.Popen([sys.executable, "-c", BUSY])
+    rest = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        time.sleep(0.3)
+        sampler = CpuSampler(period_s=0.5, roles=lambda: {"api": [api.pid], "redis": []})
+        with sampler.running():
+            t0 = time.time()
+            time.sleep(3.0)
+            t1 = time.time()
+        cores = sampler.role_cores(t0, t1)
+        assert cores is not None and set(cores) == {"api", "redis", "command", "generator"}, cores
+        # each busy child gets ~1 core on an idle 2-core machine, at least ~0.25 in a loaded suite; a sleeping
+        # process a few thousandths
+        assert cores["api"] > 0.1 and cores["generator"] > 0.1, cores
+        assert cores["redis"] == 0.0 and cores["command"] < 0.1, cores
+        assert CpuSampler(period_s=0.5).role_cores(t0, t1) is None  # no roles given: not sampled
+    finally:
+        for proc in (api, rest):
             proc.kill()
             proc.wait()
 

@@ -43,7 +43,7 @@ def test_contract_keys_and_capacities(result: CapacityResult, tmp_path: Path):
     assert 31 / 1.1 <= sync["max_rate"]["ok"] <= 31
     # the quoted figure: where the p95 crosses 1,000 ms between the bracket's steps (500 ms held, 5,000 did not)
     assert sync["max_rate"]["ok"] < sync["crossing"]["ok"] < sync["brackets"]["ok"]["high"]
-    assert sync["crossing"]["fast"] is None and data["schema_version"] == 4
+    assert sync["crossing"]["fast"] is None and data["schema_version"] == 5
     assert 1900 / 1.1 <= offload["max_rate"]["fast"] <= 1900
     assert 30 / 1.1 <= offload["jobs"]["max_rate"] <= 31
     for step in sync["steps"] + offload["steps"]:
