@@ -34,10 +34,14 @@ def mode_result(
     b = search.brackets()
     jobs = Jobs(max_rate=b["jobs"].low, bracket=b["jobs"]) if offload_like and "jobs" in b else None
     fast_ms, slow_ms = limits_ms
+    latency = {"fast": fast_ms, "ok": slow_ms}
     return ModeResult(
         percentile=percentile,
         max_rate=MaxRate(fast=b["fast"].low, ok=b["ok"].low),
-        crossing=MaxRate(fast=search.crossing("fast", fast_ms), ok=search.crossing("ok", slow_ms)),
+        crossing=MaxRate(
+            fast=search.crossing("fast", fast_ms, latency),
+            ok=search.crossing("ok", slow_ms, latency),
+        ),
         brackets={k: v for k, v in b.items() if k != "jobs"},
         jobs=jobs,
         steps=list(search.steps),

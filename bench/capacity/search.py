@@ -15,7 +15,7 @@ generator's limit, which more steps would only measure more precisely).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -197,13 +197,21 @@ class Search:
         )
         return ratios[len(ratios) // 2] if ratios else 1.0
 
-    def crossing(self, name: str, limit_ms: float) -> float | None:
+    def crossing(
+        self, name: str, limit_ms: float, latency_limits: Mapping[str, float] | None = None
+    ) -> float | None:
         """Where the judged percentile crosses limit_ms inside the target's bracket: log-log between the step
         at its low end (held) and the step at its top when that one failed on its latency (scaled like the
         bracket). A pass/fail flip of one step at a shared machine's knee moves the bracket's low end by a
         whole bisection (sync "ok" 17 vs 22 req/s in two default searches); the crossing moves with the
         percentiles. On a knee (p95 convex in the rate) the chord crosses before the curve: it errs low.
-        None: no such pair (the top failed on errors or a growing queue, or the generator bounds it)."""
+        None: no such pair (the top failed on errors or a growing queue, or the generator bounds it).
+
+        latency_limits: every latency target's limit (default: this one's alone). A top step that failed a
+        target with its percentile within that target's limit failed on something every target shares
+        (errors, requests in flight growing): then it failed on more than its latency, and no target's
+        crossing lies below it (noop once quoted "holds 100 ms up to 1,633 req/s" beside "holds 1,000 ms up
+        to 1,571": the top's p95 was 344 ms, and its requests in flight grew)."""
         t = self._t[name]
         low, top = t.low, t.ceiling
         if low is None or top is None or top not in t.fails or top <= low:
@@ -215,6 +223,9 @@ class Search:
         lo_ms, hi_ms = held.percentile_ms, broke.percentile_ms
         if lo_ms is None or hi_ms is None or not 0 < lo_ms <= limit_ms < hi_ms:
             return None
+        for other, other_ms in (latency_limits or {}).items():
+            if broke.verdicts.get(other) == "fail" and hi_ms <= other_ms:
+                return None  # it failed `other` within its latency limit: a shared fault, not the percentile
         frac = math.log(limit_ms / lo_ms) / math.log(hi_ms / lo_ms)
         return float(low * (top / low) ** frac * self.got_per_asked())
 

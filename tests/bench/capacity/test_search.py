@@ -214,3 +214,24 @@ def test_no_crossing_when_the_top_failed_on_something_else_than_its_latency():
     assert search.brackets()["ok"].high is not None and search.crossing("ok", 1000.0) is None
     # nor when nothing failed yet (the range's top or the generator bounds it)
     assert Search(10.0, 100.0).crossing("ok", 1000.0) is None
+
+
+def test_no_crossing_below_a_top_that_failed_a_looser_limit_within_its_latency():
+    # noop, search 1 of a default --repeat 3: 1,522 req/s held (p95 36 ms), 1,660 failed both targets with p95
+    # 344 ms because its requests in flight grew; "fast" was quoted at 1,633 (a crossing) and "ok" at 1,522
+    limits = {"fast": 100.0, "ok": 1000.0}
+    search = Search(10.0, 5000.0, precision=1.2)
+    search.record(_knee(1522.0, 36.0))
+    search.record(judge(_inflight_step(1660.0, 6874, 45.0, 0.0).model_copy(update={"p95": 344.0,
+                        "percentile_ms": 344.0, "uncorrected_ms": 344.0, "inflight_slope_per_s": 109.5}),
+                        LIM, offload_like=False))  # fmt: skip
+    top = search.steps[-1]
+    assert top.verdicts == {"fast": "fail", "ok": "fail"} and "in flight grew" in top.reason
+    assert search.crossing("fast", 100.0) is not None  # judged on its own limit, 344 ms is a latency failure
+    assert search.crossing("fast", 100.0, limits) is None and search.crossing("ok", 1000.0, limits) is None
+    # a top that failed every target on its latency alone still gives the crossing
+    latency_only = Search(10.0, 5000.0, precision=1.2)
+    latency_only.record(_knee(1522.0, 36.0))
+    latency_only.record(_knee(1660.0, 1344.0))
+    assert latency_only.crossing("fast", 100.0, limits) is not None
+    assert latency_only.crossing("ok", 1000.0, limits) is not None
