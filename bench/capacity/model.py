@@ -22,7 +22,8 @@ it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker step
 Version 5 (issue 23): steps carry `cores`, the cores each of the command's own processes used during the step
 (api, redis, workers, generator, command): where a knee that moves between searches spent the machine; and
 `workers_idle`, whether the workers ran under Linux's SCHED_IDLE besides their nice value (a mode's search: at
-nice 19 alone a draining worker kept ~0.8 of the 2 cores while the API got 0.6 of the one it needed).
+nice 19 alone a draining worker kept ~0.8 of the 2 cores while the API got 0.6 of the one it needed); and
+`repeat.api_cpu`, per mode the API's CPU per request at a rate every search held, in each search.
 """
 
 from __future__ import annotations
@@ -258,6 +259,13 @@ class Figure(_Model):
     spread: float | None = Field(None, description="max / min (1.0: every search gave the same figure)")
 
 
+class ApiCost(_Model):
+    """The API's own CPU per request at one rate asked, in each search of --repeat N."""
+
+    rate: float = Field(description="the highest rate asked that held 'ok' in every search (req/s)")
+    us: Figure = Field(description="µs of the API's CPU per request there (steps[].cores.api / arrivals)")
+
+
 class Repeat(_Model):
     """--repeat N: the whole search run N times; each quoted figure's median and spread."""
 
@@ -268,6 +276,11 @@ class Repeat(_Model):
     figures: dict[str, Figure] = Field(
         default_factory=dict,
         description="<mode>.fast, <mode>.ok (req/s), <mode>.jobs (jobs/s), workers.<n> (jobs/s)",
+    )
+    api_cpu: dict[str, ApiCost] = Field(
+        default_factory=dict,
+        description="per mode: the API's CPU per request at a rate every search held, in each search: how far "
+        "the server's own cost moved between searches (a capacity moves with it)",
     )
 
 

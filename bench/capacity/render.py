@@ -59,8 +59,13 @@ def _repeat_rows(res: CapacityResult) -> list[list[str]]:
     """figure, median, min, max, max/min, each search's value."""
     if res.repeat is None:
         return []
+    rows = [(name, f) for name, f in res.repeat.figures.items()]
+    rows += [
+        (f"{mode} API CPU us/request at {_rate(c.rate)} req/s", c.us)
+        for mode, c in res.repeat.api_cpu.items()
+    ]
     return [[name, _rate(f.median), _rate(f.min), _rate(f.max), f"{f.spread:.2f}" if f.spread else "-",
-             ", ".join(_rate(v) for v in f.values)] for name, f in res.repeat.figures.items()]  # fmt: skip
+             ", ".join(_rate(v) for v in f.values)] for name, f in rows]  # fmt: skip
 
 
 REPEAT_COLUMNS = ["figure", "median", "min", "max", "max/min", "each search"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import statistics
+from typing import Final
 
-from bench.capacity.model import CapacityResult, Figure, Repeat, rate_text
+from bench.capacity.model import ApiCost, CapacityResult, Figure, Repeat, rate_text
+
+# a step whose API used less than this many cores tells its fixed costs more than its cost per request
+API_CORES_MIN: Final = 0.2
 
 
 def figures(res: CapacityResult) -> dict[str, float | None]:
@@ -31,6 +35,28 @@ def figure(values: list[float | None]) -> Figure:
     return Figure(values=values, median=statistics.median(known), min=low, max=high, spread=spread)
 
 
+def api_cpu(results: list[CapacityResult]) -> dict[str, ApiCost]:
+    """Per mode, the API's CPU per request (µs) in each search at the highest rate asked that held "ok" in every
+    search with the API at least API_CORES_MIN busy: the same load, so a search whose server was slower (the
+    machine's speed moves on shared cores) shows here as well as in its figures."""
+    out: dict[str, ApiCost] = {}
+    for mode in dict.fromkeys(m for r in results for m in r.modes):
+        per: list[dict[float, float]] = []
+        for res in results:
+            m = res.modes.get(mode)
+            per.append({
+                s.rate: api / s.arrival_rate * 1e6
+                for s in (m.steps if m is not None else [])
+                if s.verdicts.get("ok") == "pass" and s.arrival_rate
+                and (api := (s.cores or {}).get("api")) is not None and api >= API_CORES_MIN
+            })  # fmt: skip
+        shared = set.intersection(*(set(costs) for costs in per)) if per else set()
+        if shared:
+            rate = max(shared)
+            out[mode] = ApiCost(rate=rate, us=figure([costs[rate] for costs in per]))
+    return out
+
+
 def aggregate(results: list[CapacityResult], folders: list[str]) -> Repeat:
     """The repeat section of capacity.json from each search's result (in order)."""
     per = [figures(r) for r in results]
@@ -41,6 +67,7 @@ def aggregate(results: list[CapacityResult], folders: list[str]) -> Repeat:
         valid=[r.validity.valid for r in results],
         wall_s=[round(r.wall_s or 0.0, 1) for r in results],
         figures={name: figure([f.get(name) for f in per]) for name in names},
+        api_cpu=api_cpu(results),
     )
 
 
@@ -61,4 +88,12 @@ def repeat_lines(rep: Repeat, limit: float = 1.2) -> list[str]:
             wide.append(name)
     if wide:
         lines.append(f"  spread above {limit:g}: {', '.join(wide)}")
+    for mode, cost in rep.api_cpu.items():
+        us = cost.us
+        if us.min is None or us.max is None:
+            continue
+        lines.append(
+            f"  {mode}'s API: {us.min:,.0f}-{us.max:,.0f} us of CPU per request at {rate_text(cost.rate)} req/s "
+            f"in every search (max/min {us.spread or 0:.2f}): the same load, so the server's own speed moved so far"
+        )
     return lines

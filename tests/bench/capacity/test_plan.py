@@ -123,6 +123,42 @@ def test_repeat_reports_each_figures_median_and_spread():
     assert "spread above 1.2: sync.ok" in lines[-1]
 
 
+def _costed(steps: list[tuple[float, float, str]], sync_api: float = 0.1) -> CapacityResult:
+    """noop steps (rate, API cores, ok verdict) at arrivals = rate, and one sync step at 10 req/s."""
+    noop = ModeResult(percentile="p95", steps=[
+        Step(rate=r, arrival_rate=r, requests=1000, cores={"api": api, "generator": 0.3}, verdicts={"ok": ok})
+        for r, api, ok in steps
+    ])  # fmt: skip
+    sync = ModeResult(percentile="p95", steps=[
+        Step(rate=10.0, arrival_rate=10.0, requests=200, cores={"api": sync_api}, verdicts={"ok": "pass"})
+    ])  # fmt: skip
+    return CapacityResult(id="x", created_ts=0.0, modes={"noop": noop, "sync": sync})
+
+
+def test_repeat_reports_the_apis_cpu_per_request_at_the_highest_rate_every_search_held():
+    # 1,280 held in two searches only; 640 in all three, the API at 600, 700 and 625 us per request there
+    results = [
+        _costed([(640.0, 0.384, "pass"), (1280.0, 0.768, "pass"), (2560.0, 0.99, "fail")]),
+        _costed([(640.0, 0.448, "pass"), (1280.0, 0.95, "fail")]),
+        _costed([(640.0, 0.40, "pass"), (1280.0, 0.80, "pass")]),
+    ]
+    rep = aggregate(results, ["a", "b", "c"])
+    noop = rep.api_cpu["noop"]
+    assert noop.rate == 640.0 and noop.us.values == pytest.approx([600.0, 700.0, 625.0])
+    assert noop.us.spread == pytest.approx(700.0 / 600.0)
+    assert "sync" not in rep.api_cpu  # its API under 0.2 cores: fixed costs, not a cost per request
+    line = "  noop's API: 600-700 us of CPU per request at 640 req/s in every search (max/min 1.17)"
+    assert any(x.startswith(line) for x in repeat_lines(rep)), repeat_lines(rep)
+    busy_sync = aggregate([_costed([(640.0, 0.4, "pass")], sync_api=0.4)] * 2, ["a", "b"])
+    assert busy_sync.api_cpu["sync"].us.values == pytest.approx([40_000.0, 40_000.0])
+    from bench.capacity.render import markdown
+
+    res = results[0].model_copy(update={"repeat": rep})
+    assert "| noop API CPU us/request at 640 req/s | 625 | 600 | 700 | 1.17 | 600, 700, 625 |" in markdown(
+        res, {}
+    )
+
+
 def test_a_figure_missing_in_one_search_is_counted_as_missing():
     rep = aggregate([_result(90.0, 20.0, 30.0), _result(None, 20.0, 30.0)], ["a", "b"])
     fast = rep.figures["sync.fast"]
