@@ -21,8 +21,6 @@ it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker step
 
 Version 5 (issue 23): steps carry `cores`, the cores each of the command's own processes used during the step
 (api, redis, workers, generator, command): where a knee that moves between searches spent the machine; and
-`workers_idle`, whether the workers ran under Linux's SCHED_IDLE besides their nice value (a mode's search: at
-nice 19 alone a draining worker kept ~0.8 of the 2 cores while the API got 0.6 of the one it needed); and
 `repeat.api_cpu`, per mode the API's CPU per request at a rate every search held, in each search.
 """
 
@@ -121,11 +119,6 @@ class Step(_Model):
         None,
         description="the workers' nice value during the step (19 in a mode's search: they take only the CPU the "
         "API, Redis and the generator leave; 0 in the worker steps; null: no workers started here)",
-    )
-    workers_idle: bool | None = Field(
-        None,
-        description="the workers ran under Linux's SCHED_IDLE besides their nice value (a mode's search, where "
-        "the OS has it): a core running only them counts as idle for the API, Redis and the generator",
     )
     machine_cpu_percent: float | None = Field(None, description="all cores' busy share during the step")
     other_cores: float | None = Field(

@@ -15,18 +15,16 @@ CONTEXT = (
     "between modes measured side by side, not as what dedicated servers would do."
 )
 NICE_CONTEXT = (
-    " While a mode's search measured the API, its workers ran at the lowest CPU priority (nice {nice}{idle}): they"
-    " took only the CPU the API, Redis and the generator left, as workers on their own machines would take none."
-    " The worker steps ran them at normal priority."
+    " While a mode's search measured the API, its workers ran at the lowest CPU priority (nice {nice}): they took"
+    " only the CPU the API, Redis and the generator left, as workers on their own machines would take none. The"
+    " worker steps ran them at normal priority."
 )
 
 
 def context(res: CapacityResult) -> str:
     """The report's reading note; it says so when a search ran its workers at a lowered priority."""
-    steps = [s for m in res.modes.values() for s in m.steps]
-    nice = [s.workers_nice for s in steps if s.workers_nice]
-    idle = ", SCHED_IDLE on Linux" if any(s.workers_idle for s in steps) else ""
-    return CONTEXT + (NICE_CONTEXT.format(nice=max(nice), idle=idle) if nice else "")
+    nice = [s.workers_nice for m in res.modes.values() for s in m.steps if s.workers_nice]
+    return CONTEXT + (NICE_CONTEXT.format(nice=max(nice)) if nice else "")
 
 
 def _ms(value: float | None) -> str:

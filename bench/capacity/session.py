@@ -46,9 +46,6 @@ SAFETY_S: Final = 10.0
 # 100 ms capacity moved 1.3-1.4x between searches). At 19 it takes only the CPU the API, Redis and the generator
 # leave, as a worker on its own machine would take none; the worker steps measure it at 0.
 SEARCH_WORKER_NICE: Final = 19
-# and under Linux's SCHED_IDLE besides (bench/launch/stack.py IDLE_POLICY): at nice 19 a draining worker still
-# kept ~0.8 of the 2 cores while the API got 0.6 of the one it needed (steps[].cores)
-SEARCH_WORKER_IDLE: Final = True
 
 
 def _bracket_text(search: Search) -> str:
@@ -145,12 +142,7 @@ class Session:
         task = self.progress.add_task(f"{mode:>7}: starting", total=cfg.max_steps)
         stacks = self.cap_dir / "stacks" / stack_name
         with StepStack(
-            self.base,
-            min(cfg.workers),
-            stacks,
-            SETTLE_S,
-            worker_nice=SEARCH_WORKER_NICE,
-            worker_idle=SEARCH_WORKER_IDLE,
+            self.base, min(cfg.workers), stacks, SETTLE_S, worker_nice=SEARCH_WORKER_NICE
         ) as stack:
             while (rate := search.next_rate()) is not None:
                 duration = self.step_seconds(rate, search.climbing())

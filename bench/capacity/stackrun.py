@@ -65,10 +65,9 @@ class StepStack:
         settle_s: float,
         restart_after_s: float = RESTART_AFTER_S,
         worker_nice: int = 0,
-        worker_idle: bool = False,
     ) -> None:
         self.base, self.n_workers, self.log_dir, self.settle_s = base, workers, log_dir, settle_s
-        self.worker_nice, self.worker_idle = worker_nice, worker_idle
+        self.worker_nice = worker_nice
         self.restart_after_s = restart_after_s
         self.target, self.target_file = target_of(base)
         self.stack: Stack | None = None
@@ -94,7 +93,7 @@ class StepStack:
         self.stack = Stack(
             log_dir, target=self.target, target_dir=self.target_file.parent, workers=self.n_workers,
             work=self.base.work, redis_url=self.base.redis_url, api_port=self.base.port, redis_dir=None,
-            worker_nice=self.worker_nice, worker_idle=self.worker_idle,
+            worker_nice=self.worker_nice,
         )  # fmt: skip
         try:
             self.stack.start()
@@ -261,7 +260,6 @@ class StepStack:
         step = step.model_copy(update={
             "workers": self.n_workers if base.host is None else None, "machine_cpu_percent": cpu,
             "workers_nice": self.worker_nice if self.stack is not None and self.stack.n_workers else None,
-            "workers_idle": self.stack.worker_idle if self.stack is not None and self.stack.n_workers else None,
             "other_cores": None if other is None else round(other, 3), "cores": cores,
             "duration_s": duration_s, "settle": settle,
         })  # fmt: skip

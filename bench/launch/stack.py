@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,17 +26,6 @@ from targets import placeholders as ph
 from targets.trackers.liveness import LIBRARIES, live_workers
 
 READY_TIMEOUT_S = 30.0
-# Linux's SCHED_IDLE, for the workers while a capacity search measures the API. nice 19 alone left a worker
-# draining its backlog ~0.8 of the 2 cores while the API, which needed one, got 0.6 (steps[].cores): the
-# scheduler places a waking API, generator or Redis beside a running worker instead of on its core. A core that
-# runs only SCHED_IDLE tasks counts as idle when a task wakes up, and the waking task takes it at once.
-IDLE_POLICY = hasattr(os, "SCHED_IDLE") and hasattr(os, "sched_setscheduler")
-IDLE_EXEC = (
-    "import os, sys\n"
-    "try:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
-    "except (OSError, AttributeError):\n    pass\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])"
-)
 # after the first process is seen dead, how long the others get to show their own failure (issue 26)
 DEATH_GRACE_S = 1.0
 # what a Redis client logs when it reached a Redis with a password without giving it (redis-py, the server)
@@ -86,7 +74,6 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         redis_dir: Path | None = None,
         worker_nice: int = 0,
-        worker_idle: bool = False,
     ) -> None:
         if target is None:
             target, file = load_target(None)
@@ -107,8 +94,6 @@ class Stack:
         # the workers' CPU priority (nice; 0: the default): a capacity search lowers it while it measures the
         # API, so a worker draining a backlog takes only the CPU the API, Redis and the generator leave
         self.worker_nice = worker_nice
-        # and, on Linux, whether they run under SCHED_IDLE besides (see IDLE_EXEC)
-        self.worker_idle = worker_idle and IDLE_POLICY
         self._url: str | None = None
 
     @property
@@ -147,16 +132,11 @@ class Stack:
         env.update({k: ph.expand(v, values) for k, v in self.target.service.env.items()})
         return env
 
-    def _shell(
-        self, name: str, command: str, scope: str = "group", nice: int = 0, idle: bool = False
-    ) -> ShellProcess:
+    def _shell(self, name: str, command: str, scope: str = "group", nice: int = 0) -> ShellProcess:
         cmd = ph.expand(command, self.values())
         log = self.log_dir / f"{name}.log"
-        argv = shell_argv(cmd)
-        if idle:  # the policy is kept across exec and inherited by every fork, as nice is
-            argv = [sys.executable, "-c", IDLE_EXEC, *argv]
-        if nice:  # POSIX nice(1) execs the rest: the same pid, and every process it forks inherits the value
-            argv = ["nice", "-n", str(nice), *argv]
+        # POSIX nice(1) execs the shell: the same pid, and every process the command forks inherits the value
+        argv = ["nice", "-n", str(nice), *shell_argv(cmd)] if nice else shell_argv(cmd)
         proc = ShellProcess(name, argv, self.env(), log, self.target_dir, scope=scope)
         proc.start()
         return proc
@@ -197,13 +177,7 @@ class Stack:
             raise StackError("the target has no worker command")
         self._worker_seq += 1
         scope = WORKER_SIGNAL_SCOPE.get(self.target.jobs.tracker, "group")
-        proc = self._shell(
-            f"worker-{self._worker_seq}",
-            self.target.service.worker,
-            scope,
-            self.worker_nice,
-            self.worker_idle,
-        )
+        proc = self._shell(f"worker-{self._worker_seq}", self.target.service.worker, scope, self.worker_nice)
         self.workers.append(proc)
         return proc
 

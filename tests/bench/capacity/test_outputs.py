@@ -152,9 +152,3 @@ def test_the_report_says_when_a_search_ran_its_workers_at_a_lowered_priority(
     for kind in ("md", "html"):
         assert "lowest CPU priority (nice 19)" in paths[kind].read_text(), kind
     assert json.loads(paths["json"].read_text())["modes"]["offload"]["steps"][0]["workers_nice"] == 19
-    for step in niced.modes["offload"].steps:
-        step.workers_idle = True
-    paths = write_outputs(niced, tmp_path / "idle", 100.0, 1000.0)
-    for kind in ("md", "html"):
-        assert "lowest CPU priority (nice 19, SCHED_IDLE on Linux)" in paths[kind].read_text(), kind
-    assert json.loads(paths["json"].read_text())["modes"]["offload"]["steps"][0]["workers_idle"] is True
