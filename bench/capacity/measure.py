@@ -167,6 +167,17 @@ def generator(run_dir: Path, mode: str) -> tuple[float | None, float | None]:
     return on_time, (max(cpu) if cpu else None)
 
 
+def abandoned(run_dir: Path, mode: str) -> int:
+    """Requests the generator sent and never saw answered (killed at its stop timeout): sent - samples."""
+    sent = 0
+    for path in (run_dir / LOADGEN_DIR).glob(f"{mode}-*.json"):
+        sent += int(json.loads(path.read_text()).get("sent") or 0)
+    rows = sum(
+        len(pd.read_csv(p, usecols=["intended_ts"])) for p in (run_dir / SAMPLES_DIR).glob(f"{mode}-*.csv")
+    )
+    return max(0, sent - rows)
+
+
 def read_step(run_dir: Path, mode: str, rate: float, percentile: str) -> tuple[Step, Limits]:
     """The measured (not yet judged) step of mode at rate from an analysed run folder."""
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())

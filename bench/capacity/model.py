@@ -1,4 +1,4 @@
-"""capacity.json: the typed result of a capacity search (CAPACITY_SCHEMA_VERSION) and its JSON Schema.
+"""capacity.json: the typed result of a capacity search (CAPACITY_SCHEMA_VERSION); on disk: capacity_file.py.
 
 The contract keys other tools read: modes.<m>.max_rate.{fast, ok} (req/s, null when not sustainable anywhere in
 the range), modes.<m>.steps[] {rate, achieved_rate, p50, p95, p99, error_rate, generator_limited, sustainable,
@@ -6,28 +6,14 @@ reason}, modes.<m>.jobs.max_rate (offload-like modes), workers.<n>.max_job_rate,
 validity.{valid, notes}, and with --repeat N: repeat.figures.<name>.{median, min, max, spread}.
 Everything else is there to explain those numbers.
 
-Version 2 (issue 23): steps carry `duration_s`, `settle` (the idle state each step started from) and `runs`
-(a marginal step repeated: both run folders, judged on their pooled samples); brackets carry `width` and
-`cut_by`; the result carries `repeat` (null for a single search).
-
-Version 3 (issue 23): modes carry `crossing` {fast, ok}: where the judged percentile crosses each limit,
-interpolated between the bracket's two steps (null: max_rate is the figure); the headline quotes it, and
-repeat.figures.<mode>.{fast, ok} are the quoted figures (crossing where known, else max_rate); steps carry
-`other_cores` (the CPU other processes used meanwhile: a busy machine is a validity note).
-
-Version 4 (issue 23): steps carry `workers_nice`, the workers' CPU priority during the step: a mode's search
-runs them at nice 19, so the API's figures are the API's and not the share a worker draining its backlog left
-it (the same rate gave p95 3,864 ms and 218 ms in two searches); the worker steps run them at 0.
-
-Version 5 (issue 23): steps carry `cores`, the cores each of the command's own processes used during the step
-(api, redis, workers, generator, command): where a knee that moves between searches spent the machine; and
-`repeat.api_cpu`, per mode the API's CPU per request at a rate every search held, in each search.
+Versions (issue 23; each field's description says why): 2, steps' `duration_s`, `settle`, `runs`, brackets'
+`width`, `cut_by`, the result's `repeat`; 3, modes' `crossing` {fast, ok} (the quoted figure where known),
+steps' `other_cores`; 4, steps' `workers_nice`; 5, steps' `cores` (by role: api, redis, workers, generator,
+command: where a knee that moves between searches spent the machine) and `repeat.api_cpu`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -293,26 +279,3 @@ class CapacityResult(_Model):
     validity: Validity = Field(default_factory=Validity)
     wall_s: float | None = Field(None, description="the search's wall time, s")
     repeat: Repeat | None = None
-
-
-def capacity_schema() -> dict[str, Any]:
-    """The JSON Schema of capacity.json."""
-    return CapacityResult.model_json_schema(by_alias=True)
-
-
-def write_json(result: CapacityResult, path: Path) -> None:
-    """Write capacity.json (atomically: a reader never sees half a file)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.model_dump(mode="json", by_alias=True), indent=2) + "\n")
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> CapacityResult:
-    """Read and validate capacity.json."""
-    return CapacityResult.model_validate_json(path.read_text())
-
-
-if __name__ == "__main__":  # regenerate the committed schema: python -m bench.capacity.model
-    Path(__file__).with_name("capacity.schema.json").write_text(
-        json.dumps(capacity_schema(), indent=2) + "\n"
-    )

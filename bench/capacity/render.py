@@ -190,7 +190,8 @@ def html(res: CapacityResult, plots: dict[str, Path], fast_ms: float, slow_ms: f
 
 def write_outputs(res: CapacityResult, out_dir: Path, fast_ms: float, slow_ms: float) -> dict[str, Path]:
     """capacity.json, capacity.md, capacity.html and plots/ in out_dir; returns name -> path."""
-    from bench.capacity.model import CAPACITY_FILE, write_json
+    from bench.capacity.capacity_file import write_json
+    from bench.capacity.model import CAPACITY_FILE
     from bench.capacity.plots import write_plots  # matplotlib only when writing
 
     out_dir.mkdir(parents=True, exist_ok=True)

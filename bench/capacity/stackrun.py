@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 from typing import Final
 
-import pandas as pd
 import redis
 from rich.console import Console
 from rich.progress import Progress
 
-from bench.capacity.measure import read_step, window_of
+from bench.capacity.measure import abandoned, read_step, window_of
 from bench.capacity.model import Settle, Step
 from bench.capacity.runner import CpuSampler, StepFailed, StepInterrupted
 from bench.capacity.verdict import Limits, judge
@@ -33,7 +32,6 @@ from bench.run.config import RunConfig, target_of
 from bench.run.loadrun import LoadError, run_mode
 from runfolder.load import load_section
 from runfolder.rundir import create_run_dir, update_run_json
-from runfolder.schema import LOADGEN_DIR, SAMPLES_DIR
 from targets.trackers import make_tracker
 
 POLL_S: Final = 0.1
@@ -41,17 +39,6 @@ QUIET_S: Final = 0.3  # the queue must stay empty this long (a worker's last fin
 # a backlog that will take longer than this to drain is not waited for: a fresh stack starts in ~3-5 s
 RESTART_AFTER_S: Final = 8.0
 ETA_AFTER_S: Final = 1.0  # the drain rate is read over this long before the wait is judged
-
-
-def abandoned(run_dir: Path, mode: str) -> int:
-    """Requests the generator sent and never saw answered (killed at its stop timeout): sent - samples."""
-    sent = 0
-    for path in (run_dir / LOADGEN_DIR).glob(f"{mode}-*.json"):
-        sent += int(json.loads(path.read_text()).get("sent") or 0)
-    rows = sum(
-        len(pd.read_csv(p, usecols=["intended_ts"])) for p in (run_dir / SAMPLES_DIR).glob(f"{mode}-*.csv")
-    )
-    return max(0, sent - rows)
 
 
 class StepStack:

@@ -10,7 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.capacity.model import CapacityResult, Step, WorkerPoint, capacity_schema, rate_text, read_json
+from bench.capacity.capacity_file import capacity_schema, read_json
+from bench.capacity.model import CapacityResult, Step, WorkerPoint, rate_text
 from bench.capacity.render import write_outputs
 from bench.capacity.result import assemble, headline, mode_result
 from bench.capacity.search import Search, run_search
@@ -57,7 +58,7 @@ def test_contract_keys_and_capacities(result: CapacityResult, tmp_path: Path):
 
 def test_committed_schema_matches_the_model_and_validates_the_output(result: CapacityResult, tmp_path: Path):
     assert json.loads(SCHEMA_FILE.read_text()) == capacity_schema(), (
-        "regenerate: python -m bench.capacity.model"
+        "regenerate: python -m bench.capacity.capacity_file"
     )
     paths = write_outputs(result, tmp_path, 100.0, 1000.0)
     jsonschema.validate(json.loads(paths["json"].read_text()), json.loads(SCHEMA_FILE.read_text()))

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.capacity.measure import abandoned
 from bench.capacity.session import SEARCH_WORKER_NICE
-from bench.capacity.stackrun import StepStack, abandoned
+from bench.capacity.stackrun import StepStack
 from bench.run.config import load_config
 
 pytestmark = pytest.mark.timeout(420)
