@@ -94,6 +94,6 @@ def repeat_lines(rep: Repeat, limit: float = 1.2) -> list[str]:
             continue
         lines.append(
             f"  {mode}'s API: {us.min:,.0f}-{us.max:,.0f} us of CPU per request at {rate_text(cost.rate)} req/s "
-            f"in every search (max/min {us.spread or 0:.2f}): the same load, so the server's own speed moved so far"
+            f"in every search (max/min {us.spread or 0:.2f}; the same load in each search)"
         )
     return lines

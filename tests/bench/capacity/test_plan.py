@@ -147,7 +147,7 @@ def test_repeat_reports_the_apis_cpu_per_request_at_the_highest_rate_every_searc
     assert noop.rate == 640.0 and noop.us.values == pytest.approx([600.0, 700.0, 625.0])
     assert noop.us.spread == pytest.approx(700.0 / 600.0)
     assert "sync" not in rep.api_cpu  # its API under 0.2 cores: fixed costs, not a cost per request
-    line = "  noop's API: 600-700 us of CPU per request at 640 req/s in every search (max/min 1.17)"
+    line = "  noop's API: 600-700 us of CPU per request at 640 req/s in every search (max/min 1.17;"
     assert any(x.startswith(line) for x in repeat_lines(rep)), repeat_lines(rep)
     busy_sync = aggregate([_costed([(640.0, 0.4, "pass")], sync_api=0.4)] * 2, ["a", "b"])
     assert busy_sync.api_cpu["sync"].us.values == pytest.approx([40_000.0, 40_000.0])
