@@ -258,8 +258,8 @@ class Repeat(_Model):
     )
     api_cpu: dict[str, ApiCost] = Field(
         default_factory=dict,
-        description="per mode: the API's CPU per request at a rate every search held, in each search: how far "
-        "the server's own cost moved between searches (a capacity moves with it)",
+        description="per mode: the API's CPU per request at a rate every search held, in each search (the same "
+        "load in each: a search whose server ran slower shows there as well as in its figures)",
     )
 
 

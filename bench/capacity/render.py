@@ -57,7 +57,7 @@ def _repeat_rows(res: CapacityResult) -> list[list[str]]:
     """figure, median, min, max, max/min, each search's value."""
     if res.repeat is None:
         return []
-    rows = [(name, f) for name, f in res.repeat.figures.items()]
+    rows = list(res.repeat.figures.items())
     rows += [
         (f"{mode} API CPU us/request at {_rate(c.rate)} req/s", c.us)
         for mode, c in res.repeat.api_cpu.items()

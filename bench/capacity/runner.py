@@ -29,15 +29,19 @@ OTHER_CORES_MAX: Final = 0.35
 MACHINE_BUSY_PERCENT: Final = 90.0
 
 
+def _tree(root: int) -> list[psutil.Process]:
+    """root and its descendants ([] when root is gone)."""
+    try:
+        top = psutil.Process(root)
+        return [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def tree_cpu_s(root: int) -> dict[int, float]:
     """CPU seconds (user + system, reaped children included) of root and its descendants, by pid."""
     out: dict[int, float] = {}
-    try:
-        top = psutil.Process(root)
-        procs = [top, *top.children(recursive=True)]
-    except psutil.Error:
-        return out
-    for proc in procs:
+    for proc in _tree(root):
         with contextlib.suppress(psutil.Error):
             t = proc.cpu_times()
             out[proc.pid] = t.user + t.system + t.children_user + t.children_system
@@ -66,8 +70,8 @@ def role_cores(
     subtree: dict[int, str] = {}
     for role, pids in roles.items():
         for pid in pids:
-            for member in tree_cpu_s(pid):
-                subtree[member] = role
+            for member in _tree(pid):  # membership only: the CPU times are in before and after
+                subtree[member.pid] = role
     subtree[root] = "command"
     out = dict.fromkeys([*roles, "command", "generator"], 0.0)
     for pid, cpu in after.items():
